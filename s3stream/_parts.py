@@ -1,0 +1,210 @@
+"""S3's multipart limits as data, part-size planning, and the cutter that turns a
+byte stream into parts. Pure: no I/O, no event loop.
+
+The cutter never holds more than one part plus the chunk being cut. It emits a
+part only once at least one byte *beyond* it has arrived, so the part it emits
+from ``finish()`` is always the non-empty last part. That one rule means an
+object of exactly N parts never ends with an empty part, and a stream that ends
+inside (or exactly at the end of) the first part is known to be a single PutObject.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .exceptions import UsageError
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+TiB = 1 << 40
+
+Buffer = bytes | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The service's multipart rules (AWS S3's by default)."""
+
+    min_part_size: int = 5 * MiB
+    max_part_size: int = 5 * GiB
+    max_parts: int = 10_000
+    max_object_size: int = 5 * TiB
+    max_single_put: int = 5 * GiB
+
+
+S3_LIMITS = Limits()
+DEFAULT_PART_SIZE = 8 * MiB
+#: With an unknown length and no part_size, the size doubles every this many parts:
+#: 8 MiB parts up to ~7.8 GiB, then 16 MiB, ... and 10,000 parts reach ~8 TiB, past S3's
+#: 5 TiB object limit, while memory stays small for the streams most services see.
+GROWTH_INTERVAL = 1_000
+
+
+def validate_part_size(part_size: int, limits: Limits = S3_LIMITS) -> None:
+    if isinstance(part_size, bool) or not isinstance(part_size, int):
+        raise UsageError(f"part_size must be an int number of bytes, not {part_size!r}")
+    if not limits.min_part_size <= part_size <= limits.max_part_size:
+        raise UsageError(
+            f"part_size={part_size} is outside S3's limits: "
+            f"{limits.min_part_size} (5 MiB) to {limits.max_part_size} (5 GiB) bytes"
+        )
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+@dataclass(frozen=True, slots=True)
+class PartSizer:
+    """Which size part number ``n`` (1-based) has."""
+
+    base: int
+    grow: bool = False
+    limits: Limits = S3_LIMITS
+
+    def size_of(self, number: int) -> int:
+        if not self.grow:
+            return self.base
+        tier = (number - 1) // GROWTH_INTERVAL
+        return min(self.base << tier, self.limits.max_part_size)
+
+    def capacity(self) -> int:
+        """How many bytes ``max_parts`` parts can hold."""
+        if not self.grow:
+            return self.base * self.limits.max_parts
+        full_tiers, rest = divmod(self.limits.max_parts, GROWTH_INTERVAL)
+        total = sum(self.size_of(t * GROWTH_INTERVAL + 1) * GROWTH_INTERVAL
+                    for t in range(full_tiers))
+        return total + rest * self.size_of(full_tiers * GROWTH_INTERVAL + 1)
+
+
+def plan(
+    *, size: int | None, part_size: int | None, limits: Limits = S3_LIMITS
+) -> PartSizer:
+    """Choose part sizes before any I/O, failing early when the object cannot fit."""
+    if part_size is not None:
+        validate_part_size(part_size, limits)
+    if size is None:
+        if part_size is None:
+            return PartSizer(DEFAULT_PART_SIZE, grow=True, limits=limits)
+        return PartSizer(part_size, limits=limits)
+    if size > limits.max_object_size:
+        raise UsageError(
+            f"object of {size} bytes exceeds S3's maximum object size of "
+            f"{limits.max_object_size} bytes"
+        )
+    if part_size is None:
+        # Smallest MiB-aligned size that fits the object in max_parts, never below the default.
+        needed = _round_up(-(-size // limits.max_parts), MiB)
+        return PartSizer(max(DEFAULT_PART_SIZE, needed), limits=limits)
+    if size > part_size * limits.max_parts:
+        raise UsageError(
+            f"object of {size} bytes needs more than {limits.max_parts} parts of "
+            f"part_size={part_size}; use part_size >= {-(-size // limits.max_parts)} "
+            "or leave part_size=None"
+        )
+    return PartSizer(part_size, limits=limits)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part's bytes, held as the slices of the caller's chunks that make it up."""
+
+    number: int
+    chunks: Sequence[Buffer]
+    size: int
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class TooManyParts(UsageError):
+    pass
+
+
+class PartCutter:
+    """Cut a stream of byte chunks into parts of the planned sizes.
+
+    ``feed()`` returns the parts that are now complete; ``finish()`` returns the last,
+    non-empty part (None for an empty stream). Chunks of type ``bytes`` are sliced
+    without copying; mutable buffers are copied, because callers reuse them.
+    """
+
+    def __init__(self, sizer: PartSizer) -> None:
+        self._sizer = sizer
+        self._limits = sizer.limits
+        self._pending: deque[Buffer] = deque()
+        self._pending_size = 0
+        self._next_number = 1
+        self._target = sizer.size_of(1)
+        self.total = 0
+
+    @property
+    def parts_emitted(self) -> int:
+        return self._next_number - 1
+
+    def feed(self, chunk: object) -> list[Part]:
+        view = as_buffer(chunk)
+        n = len(view)
+        if n == 0:
+            return []
+        self.total += n
+        if self.total > self._limits.max_object_size:
+            raise UsageError(
+                f"stream is longer than S3's maximum object size of "
+                f"{self._limits.max_object_size} bytes"
+            )
+        self._pending.append(view)
+        self._pending_size += n
+        out: list[Part] = []
+        while self._pending_size > self._target:
+            if self._next_number >= self._limits.max_parts:
+                # Bytes beyond the last allowed part exist: fail before sending that part.
+                raise TooManyParts(
+                    f"the stream needs more than {self._limits.max_parts} parts "
+                    f"(it is longer than {self._sizer.capacity()} bytes); pass a larger "
+                    "part_size, or leave part_size=None so parts grow"
+                )
+            out.append(self._cut(self._target))
+        return out
+
+    def finish(self) -> Part | None:
+        if self._pending_size == 0:
+            return None
+        return self._cut(self._pending_size)
+
+    def _cut(self, size: int) -> Part:
+        taken: list[Buffer] = []
+        remaining = size
+        while remaining:
+            head = self._pending[0]
+            if len(head) <= remaining:
+                taken.append(head)
+                self._pending.popleft()
+                remaining -= len(head)
+            else:
+                mv = head if isinstance(head, memoryview) else memoryview(head)
+                taken.append(mv[:remaining])
+                self._pending[0] = mv[remaining:]
+                remaining = 0
+        self._pending_size -= size
+        part = Part(self._next_number, taken, size)
+        self._next_number += 1
+        self._target = self._sizer.size_of(self._next_number)
+        return part
+
+
+def as_buffer(chunk: object) -> Buffer:
+    """A chunk as an immutable buffer we may keep, or TypeError for non-bytes."""
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, bytearray | memoryview):
+        return bytes(chunk)
+    if isinstance(chunk, str):
+        raise TypeError("the source yielded str; S3 stores bytes: encode it first")
+    raise TypeError(
+        f"the source yielded {type(chunk).__name__}; expected bytes, bytearray or memoryview"
+    )

@@ -1,0 +1,225 @@
+"""The S3 XML bodies that a multipart upload reads and writes, pure.
+
+xmltodict turns a lone repeated element into a dict rather than a one-item list, so
+every element that may repeat is named in ``force_list``. Entity expansion stays off
+(xmltodict's default) so a hostile peer cannot make us expand a billion laughs.
+Namespaces are dropped deliberately: S3 and its clones disagree on whether they
+send one, and no element name here is ambiguous without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+
+_REPEATED = ("Part", "Upload", "CommonPrefixes", "Error")
+
+
+class MalformedXML(ValueError):
+    """The peer's body is not the XML document the operation expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBody:
+    code: str
+    message: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedPart:
+    number: int
+    etag: str
+    #: ``{"ChecksumCRC32C": "base64..."}``: echoed back in the Complete body.
+    checksums: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteResult:
+    etag: str
+    location: str | None
+    version_id: str | None = None
+    checksums: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadListing:
+    key: str
+    upload_id: str
+    initiated: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadsPage:
+    uploads: list[UploadListing]
+    truncated: bool
+    next_key_marker: str | None
+    next_upload_id_marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartListing:
+    number: int
+    etag: str
+    size: int
+    last_modified: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartsPage:
+    parts: list[PartListing]
+    truncated: bool
+    next_part_number_marker: int | None
+
+
+def _strip_namespace(_path: Any, key: str, value: Any) -> tuple[str, Any] | None:
+    if key.startswith("@xmlns"):
+        return None
+    return key.rpartition(":")[2], value
+
+
+def parse(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The root element's name and its content as a dict."""
+    text = body.strip()
+    if not text:
+        raise MalformedXML("empty body where an XML document was expected")
+    try:
+        doc = xmltodict.parse(
+            text, force_list=_REPEATED, postprocessor=_strip_namespace, disable_entities=True
+        )
+    except (ExpatError, ValueError) as exc:
+        raise MalformedXML(f"unparseable XML: {exc}") from None
+    if not isinstance(doc, dict) or len(doc) != 1:
+        raise MalformedXML("XML document without a single root element")
+    root, content = next(iter(doc.items()))
+    if content is None:
+        content = {}
+    if not isinstance(content, dict):
+        content = {"#text": content}
+    return root, content
+
+
+def _text(content: Mapping[str, Any], name: str) -> str | None:
+    value = content.get(name)
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("#text")
+    return None if value is None else str(value)
+
+
+def _required(content: Mapping[str, Any], name: str, root: str) -> str:
+    value = _text(content, name)
+    if not value:
+        raise MalformedXML(f"<{root}> has no <{name}>")
+    return value
+
+
+def parse_error(body: bytes) -> ErrorBody | None:
+    """An ``<Error>`` document, or None when the body is not one (or not XML at all)."""
+    try:
+        root, content = parse(body)
+    except MalformedXML:
+        return None
+    if root != "Error":
+        return None
+    return ErrorBody(
+        code=_text(content, "Code") or "UnknownError",
+        message=_text(content, "Message") or "",
+        request_id=_text(content, "RequestId"),
+    )
+
+
+def parse_initiate(body: bytes) -> str:
+    root, content = parse(body)
+    if root != "InitiateMultipartUploadResult":
+        raise MalformedXML(f"expected <InitiateMultipartUploadResult>, got <{root}>")
+    return _required(content, "UploadId", root)
+
+
+_CHECKSUM_NAMES = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1",
+                   "ChecksumSHA256")
+
+
+def parse_complete(body: bytes) -> CompleteResult | ErrorBody:
+    """The Complete answer: a result, or the ``<Error>`` S3 may send with ``200 OK``."""
+    root, content = parse(body)
+    if root == "Error":
+        return ErrorBody(
+            code=_text(content, "Code") or "UnknownError",
+            message=_text(content, "Message") or "",
+            request_id=_text(content, "RequestId"),
+        )
+    if root != "CompleteMultipartUploadResult":
+        raise MalformedXML(f"expected <CompleteMultipartUploadResult>, got <{root}>")
+    checksums = {n: v for n in _CHECKSUM_NAMES if (v := _text(content, n))}
+    return CompleteResult(
+        etag=_required(content, "ETag", root),
+        location=_text(content, "Location"),
+        checksums=checksums,
+    )
+
+
+def render_complete(parts: Sequence[CompletedPart]) -> bytes:
+    items: list[dict[str, Any]] = []
+    for part in parts:
+        item: dict[str, Any] = {"PartNumber": str(part.number), "ETag": part.etag}
+        item.update(part.checksums)
+        items.append(item)
+    doc = {
+        "CompleteMultipartUpload": {
+            "@xmlns": "http://s3.amazonaws.com/doc/2006-03-01/",
+            "Part": items,
+        }
+    }
+    rendered: str = xmltodict.unparse(doc, full_document=True)
+    return rendered.encode("utf-8")
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def parse_list_uploads(body: bytes) -> UploadsPage:
+    root, content = parse(body)
+    if root != "ListMultipartUploadsResult":
+        raise MalformedXML(f"expected <ListMultipartUploadsResult>, got <{root}>")
+    uploads = [
+        UploadListing(
+            key=_required(u, "Key", "Upload"),
+            upload_id=_required(u, "UploadId", "Upload"),
+            initiated=_text(u, "Initiated") or "",
+        )
+        for u in content.get("Upload") or []
+    ]
+    return UploadsPage(
+        uploads=uploads,
+        truncated=_is_true(_text(content, "IsTruncated")),
+        next_key_marker=_text(content, "NextKeyMarker"),
+        next_upload_id_marker=_text(content, "NextUploadIdMarker"),
+    )
+
+
+def parse_list_parts(body: bytes) -> PartsPage:
+    root, content = parse(body)
+    if root != "ListPartsResult":
+        raise MalformedXML(f"expected <ListPartsResult>, got <{root}>")
+    parts = [
+        PartListing(
+            number=int(_required(p, "PartNumber", "Part")),
+            etag=_required(p, "ETag", "Part"),
+            size=int(_text(p, "Size") or 0),
+            last_modified=_text(p, "LastModified") or "",
+        )
+        for p in content.get("Part") or []
+    ]
+    marker = _text(content, "NextPartNumberMarker")
+    return PartsPage(
+        parts=parts,
+        truncated=_is_true(_text(content, "IsTruncated")),
+        next_part_number_marker=int(marker) if marker else None,
+    )

@@ -1,0 +1,116 @@
+"""The one exception tree of s3stream.
+
+::
+
+    S3StreamError                 every error s3stream raises on purpose
+    ├── UsageError                (also ValueError) bad arguments; raised before any I/O
+    ├── TransportError            no HTTP response arrived; the aiohttp/OS error is __cause__
+    │   └── StallError            the connection made no progress for ``stall_timeout`` seconds
+    ├── S3ResponseError           S3 answered with an error (status, code, message, request id)
+    ├── IntegrityError            S3 echoed a checksum that differs from the one we computed
+    └── UploadError               a multipart upload failed; ``.upload_id`` and ``.aborted`` say
+                                  what became of it; ``__cause__`` is the underlying error
+
+A source that yields something other than bytes-like objects raises ``TypeError``.
+An exception raised by the caller's own source (or inside ``open_upload()``) is
+re-raised unchanged after the upload is aborted.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IntegrityError",
+    "S3ResponseError",
+    "S3StreamError",
+    "StallError",
+    "TransportError",
+    "UploadError",
+    "UsageError",
+]
+
+
+class S3StreamError(Exception):
+    """Base class of every error s3stream raises on purpose."""
+
+
+class UsageError(S3StreamError, ValueError):
+    """The caller passed something s3stream cannot use; nothing was sent."""
+
+
+class TransportError(S3StreamError):
+    """The request got no HTTP response (connection refused, reset, timed out, TLS...)."""
+
+    def __init__(self, message: str, *, operation: str = "", retryable: bool = True) -> None:
+        super().__init__(message)
+        self.operation = operation
+        #: False when the request may already have reached S3 and resending could not help.
+        self.retryable = retryable
+
+
+class StallError(TransportError):
+    """A request made no progress (neither sending nor receiving) for ``stall_timeout`` seconds."""
+
+
+class S3ResponseError(S3StreamError):
+    """S3 answered with an error: an HTTP error status, or ``200 OK`` with an ``<Error>`` body."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str | None = None,
+        operation: str = "",
+        bucket: str | None = None,
+        key: str | None = None,
+        retry_after: float | None = None,
+        server_date: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.operation = operation
+        self.bucket = bucket
+        self.key = key
+        self.retry_after = retry_after
+        self.server_date = server_date
+        where = f"s3://{bucket}/{key}" if bucket and key else (f"s3://{bucket}" if bucket else "")
+        text = f"{operation or 'request'} failed: HTTP {status} {code}"
+        if message:
+            text += f": {message}"
+        if where:
+            text += f" ({where})"
+        if request_id:
+            text += f" [request id {request_id}]"
+        super().__init__(text)
+
+
+class IntegrityError(S3StreamError):
+    """S3 stored something other than what we sent: an echoed checksum does not match."""
+
+
+class UploadError(S3StreamError):
+    """A multipart upload failed on the S3 side.
+
+    ``aborted`` is True when AbortMultipartUpload was confirmed, so no parts are left
+    behind; when it is False the upload may still be open and ``abort_stale()`` (or a
+    lifecycle rule) is what cleans it up.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        bucket: str,
+        key: str,
+        upload_id: str | None,
+        aborted: bool,
+    ) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.upload_id = upload_id
+        self.aborted = aborted
+        state = "aborted" if aborted else "NOT confirmed aborted"
+        super().__init__(f"{message} (s3://{bucket}/{key}, upload {upload_id}: {state})")
