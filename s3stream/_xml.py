@@ -16,7 +16,7 @@ from xml.parsers.expat import ExpatError
 
 import xmltodict
 
-_REPEATED = ("Part", "Upload", "CommonPrefixes", "Error")
+_REPEATED = ("Part", "Upload", "CommonPrefixes")
 
 
 class MalformedXML(ValueError):

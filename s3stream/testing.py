@@ -16,7 +16,8 @@ latest. It rejects requests that are unsigned or signed with the wrong secret, s
 passes against it has really exercised the signing code.
 
 This module is loaded by pytest in every session of a project that installs s3stream, so it
-uses only the standard library and does not import the rest of s3stream's HTTP stack.
+uses only the standard library (its readiness probe signs with a small SigV4 of its own,
+independent of the signer under test) and starts nothing until a fixture asks for it.
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ class SeaweedFS:
         return self._proc
 
     def start(self) -> LocalS3:
+        """Start the server (once) and return where it is when it answers signed requests."""
         if self._local is not None:
             return self._local
         weed = self._weed or find_weed()

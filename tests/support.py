@@ -1,0 +1,42 @@
+"""Helpers shared by the tests (plain functions, not fixtures)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+
+def read_back(boto: Any, bucket: str, key: str) -> bytes:
+    body: bytes = boto.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class UnevenStream:
+    """An async iterator of random-sized chunks (1 B .. max_chunk) that hashes what it yields."""
+
+    def __init__(self, total: int, *, seed: int = 0, max_chunk: int = 3 << 20) -> None:
+        self.total = total
+        self.max_chunk = max_chunk
+        self.rng = random.Random(seed)
+        self.digest = hashlib.sha256()
+        self.yielded = 0
+        # One pool of random bytes, sliced: generating 100 MiB of randomness per test is slow.
+        self.pool = self.rng.randbytes(8 << 20)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._gen()
+
+    async def _gen(self) -> AsyncIterator[bytes]:
+        while self.yielded < self.total:
+            size = min(self.rng.randint(1, self.max_chunk), self.total - self.yielded)
+            start = self.rng.randrange(0, len(self.pool) - size + 1)
+            chunk = self.pool[start : start + size]
+            self.digest.update(chunk)
+            self.yielded += size
+            yield chunk
