@@ -34,7 +34,7 @@ import psutil
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from s3stream import S3Client
+from s3stream import Credentials, S3Client
 from s3stream.testing import LocalS3
 
 pytestmark = pytest.mark.real_s3
@@ -53,7 +53,8 @@ RSS_SAMPLE_INTERVAL = 0.01
 
 def _load(name: str) -> ModuleType:
     """Import ``examples/<name>.py`` (the examples are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"s3stream_examples_{name}", EXAMPLES / f"{name}.py")
+    path = EXAMPLES / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"s3stream_examples_{name}", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -234,16 +235,19 @@ async def test_web_service_streams_200_mib_in_bounded_memory(
     key = "streams/big object.bin"
     try:
         timeout = aiohttp.ClientTimeout(total=300)
-        async with aiohttp.ClientSession(timeout=timeout) as client:
-            # An async generator body goes out with Transfer-Encoding: chunked.
-            async with client.post(
+        # An async generator body goes out with Transfer-Encoding: chunked.
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as client,
+            client.post(
                 f"{web_service.url}/upload/{key}",
                 data=_uneven_chunks(WEB_UPLOAD_SIZE, sent),
                 headers={"Content-Type": "application/x-test-blob"},
-            ) as resp:
-                text = await resp.text()
-                assert resp.status == 200, f"{resp.status}: {text}\n{web_service.log_tail()}"
-                answer = json.loads(text)
+            ) as resp,
+        ):
+            assert resp.request_info.headers.get("Transfer-Encoding") == "chunked"
+            text = await resp.text()
+            assert resp.status == 200, f"{resp.status}: {text}\n{web_service.log_tail()}"
+            answer = json.loads(text)
     finally:
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -301,13 +305,19 @@ async def test_web_service_maps_usage_error_to_400(
             await client.close()
 
 
-async def test_web_service_maps_s3_error_to_502(s3stream_local_s3: LocalS3) -> None:
-    async with _s3_client(s3stream_local_s3) as s3:
-        client = await _in_process_client(s3, "no-such-bucket-s3stream")
+async def test_web_service_maps_s3_error_to_502(
+    s3stream_local_s3: LocalS3, s3stream_bucket: str
+) -> None:
+    local = s3stream_local_s3
+    wrong = Credentials(local.credentials.access_key_id, "not-the-secret")
+    async with S3Client(endpoint=local.endpoint, region=local.region, credentials=wrong) as s3:
+        client = await _in_process_client(s3, s3stream_bucket)
         try:
             resp = await client.post("/upload/k", data=b"data")
             assert resp.status == 502
-            assert "NoSuchBucket" in (await resp.json())["error"]
+            error = (await resp.json())["error"]
+            assert error.startswith("S3 upload failed: ")
+            assert "403" in error
         finally:
             await client.close()
 

@@ -1,0 +1,135 @@
+"""The data every client uploads: the same stream of uneven chunks, costing ~nothing.
+
+Chunk sizes cycle through a fixed pseudo-random list between 64 KiB and 4 MiB
+(log-uniform, mean ~1 MiB), so parts never line up with chunks. The bytes come from
+a pool of random data generated once, before timing starts, from a fixed seed: every
+client sends byte-for-byte the same object.
+
+Two modes:
+
+* ``pool`` (default for throughput): the generator yields a cycle of pre-built
+  ``bytes`` objects, so producing the stream costs no CPU at all and every client is
+  measured on its own work. A zero-copy client holds references to the pool here
+  instead of fresh memory, so this mode says little about memory.
+* ``fresh``: every chunk is a new ``bytes`` object (one copy of a pool slice), as a
+  network or file source hands them out. Use it to measure memory: what a client
+  keeps alive then really costs RSS. The copy costs ~0.13 CPU-s/GiB on this machine,
+  the same for every client (the ``source`` pseudo-client measures it).
+
+Sync clients (boto3's ``upload_fileobj``) read the same sequence through
+``ChunkFile``, a non-seekable file object.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import AsyncIterator, Iterator
+
+KiB = 1 << 10
+MiB = 1 << 20
+
+MIN_CHUNK = 64 * KiB
+MAX_CHUNK = 4 * MiB
+SEED = 20240601
+#: Pool of random bytes that fresh chunks are copied from (one max chunk + slack for offsets).
+POOL_SIZE = MAX_CHUNK + MiB
+#: How many distinct pre-built chunks the ``pool`` mode cycles through.
+PREBUILT = 16
+
+
+def chunk_sizes(count: int = 97) -> list[int]:
+    rng = random.Random(SEED)
+    return [min(MAX_CHUNK, int(MIN_CHUNK * (MAX_CHUNK / MIN_CHUNK) ** rng.random()))
+            for _ in range(count)]
+
+
+class Source:
+    """The chunk sequence for an object of ``size`` bytes."""
+
+    def __init__(self, size: int, mode: str = "pool") -> None:
+        if mode not in ("pool", "fresh"):
+            raise ValueError(f"unknown source mode {mode!r}")
+        self.size = size
+        self.mode = mode
+        rng = random.Random(SEED)
+        self.pool = rng.randbytes(POOL_SIZE)
+        self.sizes = chunk_sizes()
+        self.offsets = [rng.randrange(0, POOL_SIZE - s + 1) for s in self.sizes]
+        self.prebuilt: list[bytes] = []
+        if mode == "pool":
+            self.prebuilt = [self.pool[o : o + s]
+                             for o, s in zip(self.offsets[:PREBUILT], self.sizes[:PREBUILT],
+                                             strict=True)]
+            self.pool = b""  # only the pre-built chunks stay alive
+
+    def chunks(self) -> Iterator[bytes]:
+        remaining = self.size
+        sizes, offsets, pool = self.sizes, self.offsets, self.pool
+        i = 0
+        if self.mode == "pool":
+            prebuilt = self.prebuilt
+            while remaining > 0:
+                chunk = prebuilt[i % PREBUILT]
+                i += 1
+                if len(chunk) > remaining:
+                    chunk = chunk[:remaining]
+                remaining -= len(chunk)
+                yield chunk
+            return
+        n = len(sizes)
+        while remaining > 0:
+            k = i % n
+            size = min(sizes[k], remaining)
+            i += 1
+            remaining -= size
+            yield pool[offsets[k] : offsets[k] + size]
+
+    async def aiter(self) -> AsyncIterator[bytes]:
+        """The async generator the asyncio clients consume."""
+        for chunk in self.chunks():
+            yield chunk
+
+    def file(self) -> ChunkFile:
+        return ChunkFile(self.chunks())
+
+
+class ChunkFile(io.RawIOBase):
+    """A non-seekable binary file over the chunk sequence, for sync uploaders.
+
+    ``read(n)`` returns exactly ``n`` bytes until the end (like a ``BufferedReader``);
+    s3transfer relies on that for equal part sizes.
+    """
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        out: list[bytes | memoryview] = []
+        want = n if n is not None and n >= 0 else 1 << 62
+        while want > 0:
+            if not self._pending:
+                nxt = next(self._chunks, None)
+                if nxt is None:
+                    break
+                self._pending = memoryview(nxt)
+            piece = self._pending[:want]
+            self._pending = self._pending[len(piece):]
+            want -= len(piece)
+            out.append(piece)
+        if len(out) == 1 and isinstance(out[0], memoryview) and out[0].obj is not None and \
+                len(out[0]) == len(out[0].obj):
+            return out[0].obj  # a whole chunk: no copy
+        return b"".join(out)
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)

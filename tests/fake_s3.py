@@ -1,0 +1,711 @@
+"""An in-process, fault-injecting fake S3 for tests.
+
+``FakeS3`` is a small aiohttp web server on 127.0.0.1 (an ephemeral port) that keeps
+one bucket in memory and implements what a streaming upload touches: PutObject,
+CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload,
+ListParts, ListMultipartUploads, HeadObject, GetObject and DeleteObject.
+
+It is a test *peer*, so it records and checks what a client really sent:
+
+* the request target exactly as received (``Recorded.raw_path``): the key is
+  percent-decoded from it here, so nothing (aiohttp, yarl) normalises ``.``, ``..``
+  or ``//`` on the way;
+* SigV4, verified independently of s3stream's signer over the raw path *as it came
+  off the wire* (a client that signs one path and sends another gets 403
+  ``SignatureDoesNotMatch``), and ``x-amz-content-sha256`` against the body received;
+* how many UploadPart requests are being received at once (``max_in_flight``).
+
+Faults are rules matched in the order they were added, each for ``times`` requests
+(``None``: every matching request)::
+
+    fake.fail(op="UploadPart", part=3, times=2, status=503, code="SlowDown")
+    fake.fail(op="CompleteMultipartUpload", status=200, code="InternalError")  # 200 + <Error>
+    fake.reset(op="UploadPart", part=2, after_bytes=1000)     # read some body, drop the TCP link
+    gate = fake.stall(op="UploadPart", part=2)                # hold until gate.release()
+    fake.garbage(op="CreateMultipartUpload", body=b"<notxml")
+
+A stall is not terminal: once released, the request goes on to the other rules and
+then to normal processing. Synchronise on events, never on sleeps:
+``await gate.entered.wait()``, ``await fake.part_started[2].wait()`` (UploadPart
+number 2 arrived) or ``await fake.op_started["CompleteMultipartUpload"].wait()``.
+Leaving ``async with FakeS3() as fake:`` releases every gate and stops the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+MiB = 1 << 20
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+#: Bodies up to this size are kept in ``Recorded.body`` (parts are only hashed).
+KEEP_BODY = 64 * 1024
+
+_UNRESERVED = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
+_OPS = frozenset({
+    "PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload",
+    "AbortMultipartUpload", "ListParts", "ListMultipartUploads", "HeadObject", "GetObject",
+    "DeleteObject", "Unknown",
+})
+
+
+def s3_encode(text: str, *, keep_slash: bool = True) -> str:
+    """Percent-encode UTF-8 the way S3 wants a path (or a query item): only RFC 3986
+    unreserved bytes stay as they are, hex digits are upper case. Written here on
+    purpose, independent of s3stream's own encoder."""
+    out: list[str] = []
+    for byte in text.encode("utf-8"):
+        if byte in _UNRESERVED or (keep_slash and byte == 0x2F):
+            out.append(chr(byte))
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
+
+
+def _decode(text: str) -> str:
+    # unquote, not unquote_plus: in a path (and in S3's query) "+" is a plus.
+    return unquote(text, encoding="utf-8", errors="strict")
+
+
+def parse_query(raw_query: str) -> list[tuple[str, str]]:
+    """``a=1&uploads`` -> ``[("a", "1"), ("uploads", "")]``, percent-decoded."""
+    pairs: list[tuple[str, str]] = []
+    for item in raw_query.split("&") if raw_query else []:
+        name, _, value = item.partition("=")
+        pairs.append((_decode(name), _decode(value)))
+    return pairs
+
+
+def md5_etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
+def _xml(root: str, **children: object) -> bytes:
+    inner = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in children.items())
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} '
+            f'xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{inner}</{root}>').encode()
+
+
+def error_xml(code: str, message: str = "", request_id: str = "FAKE") -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(code)}</Code>'
+            f"<Message>{escape(message)}</Message><RequestId>{escape(request_id)}</RequestId>"
+            "</Error>").encode()
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class Recorded:
+    """One request as the server received it."""
+
+    seq: int
+    method: str
+    #: The request target exactly as on the request line (path and query, still encoded).
+    raw_path: str
+    #: The encoded path part of ``raw_path`` (before ``?``).
+    path: str
+    #: The encoded query part of ``raw_path`` (after ``?``), exactly as sent.
+    raw_query: str
+    #: The query, percent-decoded, in the order sent.
+    query: list[tuple[str, str]]
+    headers: CIMultiDict[str]
+    op: str
+    bucket: str | None
+    key: str | None
+    part: int | None
+    upload_id: str | None
+    started: float
+    ended: float | None = None
+    #: Body bytes actually received (less than Content-Length when the link dropped).
+    body_size: int = 0
+    body_sha256: str | None = None
+    #: The body itself when it was small (<= KEEP_BODY), else None.
+    body: bytes | None = None
+    #: The status answered; None when the connection was dropped or never answered.
+    status: int | None = None
+    #: "ok", "fault:<kind>", "error:<Code>", "reset", "client-gone".
+    outcome: str = ""
+    signature_ok: bool | None = None
+
+    def query_dict(self) -> dict[str, str]:
+        return dict(self.query)
+
+
+@dataclass
+class Rule:
+    """A fault, matched by operation (and part number / key) for ``times`` requests."""
+
+    kind: str  # "fail" | "reset" | "stall" | "garbage"
+    op: str
+    part: int | None = None
+    key: str | None = None
+    times: int | None = 1
+    status: int = 500
+    code: str = "InternalError"
+    message: str = "injected by FakeS3"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    after_bytes: int = 0
+    before_body: bool = False
+    hits: int = 0
+
+    def matches(self, rec: Recorded) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        if self.op != rec.op:
+            return False
+        if self.part is not None and self.part != rec.part:
+            return False
+        return self.key is None or self.key == rec.key
+
+
+class Gate(Rule):
+    """A stall: matching requests wait until ``release()``; ``entered`` fires on the first."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(kind="stall", **kwargs)
+        self.entered = asyncio.Event()
+        self.waiting = 0
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
+    def released(self) -> bool:
+        return self._released.is_set()
+
+    async def hold(self) -> None:
+        self.waiting += 1
+        self.entered.set()
+        try:
+            await self._released.wait()
+        finally:
+            self.waiting -= 1
+
+
+@dataclass
+class _Upload:
+    upload_id: str
+    key: str
+    initiated: str
+    parts: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+
+
+class _Dropped(Exception):
+    """The client went away while we were reading its body."""
+
+
+# ----------------------------------------------------------------------------- server
+
+
+class FakeS3:
+    """``async with FakeS3() as fake:`` -> ``fake.endpoint`` is ``http://127.0.0.1:<port>``."""
+
+    def __init__(
+        self,
+        *,
+        bucket: str = "bucket",
+        access_key: str = "AK",
+        secret_key: str = "SK",
+        region: str = "us-east-1",
+        verify_signatures: bool = True,
+        min_part_size: int = 5 * MiB,
+    ) -> None:
+        self.bucket = bucket
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.region = region
+        self.verify_signatures = verify_signatures
+        self.min_part_size = min_part_size
+        self.requests: list[Recorded] = []
+        self.objects: dict[str, bytes] = {}
+        self.uploads: dict[str, _Upload] = {}
+        self.completed_uploads: set[str] = set()
+        self.aborted_uploads: set[str] = set()
+        self.rules: list[Rule] = []
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight_by_op: Counter[str] = Counter()
+        #: part number -> set when an UploadPart for it arrives (before its body is read).
+        self.part_started: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
+        #: operation name -> set when a request for it arrives.
+        self.op_started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._seq = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._runner: web.ServerRunner | None = None
+        self.endpoint = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> FakeS3:
+        server = web.Server(self._handle, access_log=None)
+        self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.endpoint = f"http://{host}:{port}"
+        return self
+
+    async def stop(self) -> None:
+        for rule in self.rules:
+            if isinstance(rule, Gate):
+                rule.release()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> FakeS3:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def open_uploads(self) -> set[str]:
+        return set(self.uploads)
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most UploadPart requests being received at the same time."""
+        return self.max_in_flight_by_op["UploadPart"]
+
+    def ops(self) -> list[str]:
+        return [r.op for r in self.requests]
+
+    def requests_for(self, op: str, part: int | None = None) -> list[Recorded]:
+        return [r for r in self.requests if r.op == op and (part is None or r.part == part)]
+
+    def part_counts(self) -> Counter[int]:
+        """How often each part number was received."""
+        return Counter(r.part for r in self.requests if r.op == "UploadPart" and r.part)
+
+    # ------------------------------------------------------------------ fault rules
+
+    def _add(self, rule: Rule) -> Rule:
+        if rule.op not in _OPS:
+            raise ValueError(f"unknown operation {rule.op!r}")
+        self.rules.append(rule)
+        return rule
+
+    def fail(self, *, op: str, part: int | None = None, key: str | None = None,
+             times: int | None = None, status: int = 500, code: str = "InternalError",
+             message: str = "injected by FakeS3", headers: dict[str, str] | None = None,
+             before_body: bool = False) -> Rule:
+        """Answer with an S3 ``<Error>``. ``status=200`` sends ``200 OK`` and some
+        whitespace first, then the ``<Error>`` (as CompleteMultipartUpload does)."""
+        return self._add(Rule("fail", op, part, key, times, status, code, message,
+                              dict(headers or {}), before_body=before_body))
+
+    def reset(self, *, op: str, part: int | None = None, key: str | None = None,
+              times: int | None = 1, after_bytes: int = 0) -> Rule:
+        """Read ``after_bytes`` of the body, then abort the TCP connection."""
+        return self._add(Rule("reset", op, part, key, times, after_bytes=after_bytes))
+
+    def stall(self, *, op: str, part: int | None = None, key: str | None = None,
+              times: int | None = None, before_body: bool = False) -> Gate:
+        """Hold matching requests (after reading the body unless ``before_body``)."""
+        gate = Gate(op=op, part=part, key=key, times=times, before_body=before_body)
+        self._add(gate)
+        return gate
+
+    def garbage(self, *, op: str, part: int | None = None, key: str | None = None,
+                times: int | None = None, body: bytes = b"<notxml",
+                status: int = 200, headers: dict[str, str] | None = None) -> Rule:
+        """Answer ``status`` with ``body`` verbatim (and do nothing)."""
+        return self._add(Rule("garbage", op, part, key, times, status=status,
+                              headers=dict(headers or {}), body=body))
+
+    def release_all(self) -> None:
+        for rule in self.rules:
+            if isinstance(rule, Gate):
+                rule.release()
+
+    # ------------------------------------------------------------------ the handler
+
+    def _classify(self, method: str, key: str | None, q: dict[str, str]) -> str:
+        if key is None:
+            if method == "GET" and "uploads" in q:
+                return "ListMultipartUploads"
+            return "Unknown"
+        if method == "PUT":
+            if "partNumber" in q and "uploadId" in q:
+                return "UploadPart"
+            return "PutObject"
+        if method == "POST":
+            if "uploads" in q:
+                return "CreateMultipartUpload"
+            if "uploadId" in q:
+                return "CompleteMultipartUpload"
+            return "Unknown"
+        if method == "DELETE":
+            return "AbortMultipartUpload" if "uploadId" in q else "DeleteObject"
+        if method == "GET":
+            return "ListParts" if "uploadId" in q else "GetObject"
+        if method == "HEAD":
+            return "HeadObject"
+        return "Unknown"
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        raw = request.raw_path
+        path, _, raw_query = raw.partition("?")
+        try:
+            query = parse_query(raw_query)
+            decoded = _decode(path)
+        except UnicodeDecodeError:
+            query, decoded = [], ""
+        bucket, sep, key_part = decoded.removeprefix("/").partition("/")
+        key = key_part if sep and key_part else None
+        q = dict(query)
+        op = self._classify(request.method, key, q)
+        part: int | None = None
+        if op == "UploadPart":
+            try:
+                part = int(q["partNumber"])
+            except ValueError:
+                part = None
+        rec = Recorded(
+            seq=next(self._seq), method=request.method, raw_path=raw, path=path,
+            raw_query=raw_query, query=query, headers=CIMultiDict(request.headers), op=op,
+            bucket=bucket or None, key=key, part=part, upload_id=q.get("uploadId"),
+            started=time.monotonic(),
+        )
+        self.requests.append(rec)
+        self.in_flight[op] += 1
+        self.max_in_flight_by_op[op] = max(self.max_in_flight_by_op[op], self.in_flight[op])
+        self.op_started[op].set()
+        if part is not None:
+            self.part_started[part].set()
+        try:
+            return await self._serve(request, rec)
+        except _Dropped:
+            rec.outcome = "client-gone"
+            return web.Response(status=499)
+        finally:
+            self.in_flight[op] -= 1
+            rec.ended = time.monotonic()
+
+    async def _read_body(self, request: web.BaseRequest, rec: Recorded,
+                         limit: int | None = None) -> bytes:
+        buf = bytearray()
+        try:
+            while limit is None or len(buf) < limit:
+                want = 1 << 16 if limit is None else min(1 << 16, limit - len(buf))
+                chunk = await request.content.read(want)
+                if not chunk:
+                    break
+                buf += chunk
+                rec.body_size = len(buf)
+        except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
+            raise _Dropped from exc
+        except Exception as exc:  # aiohttp's own payload errors
+            if type(exc).__module__.startswith("aiohttp"):
+                raise _Dropped from exc
+            raise
+        data = bytes(buf)
+        rec.body_sha256 = hashlib.sha256(data).hexdigest()
+        rec.body = data if len(data) <= KEEP_BODY else None
+        return data
+
+    async def _serve(self, request: web.BaseRequest, rec: Recorded) -> web.StreamResponse:
+        matched: list[Rule] = []
+        for rule in self.rules:
+            if rule.matches(rec):
+                rule.hits += 1
+                matched.append(rule)
+        gates = [r for r in matched if isinstance(r, Gate)]
+        terminal = next((r for r in matched if not isinstance(r, Gate)), None)
+
+        for gate in gates:
+            if gate.before_body:
+                await gate.hold()
+        if terminal is not None and terminal.kind == "reset":
+            await self._read_body(request, rec, limit=terminal.after_bytes)
+            rec.outcome = "reset"
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=599)  # never reaches the peer
+        if terminal is not None and terminal.kind == "fail" and terminal.before_body:
+            return await self._fault(request, rec, terminal)
+        body = await self._read_body(request, rec)
+        for gate in gates:
+            if not gate.before_body:
+                await gate.hold()
+        if terminal is not None:
+            return await self._fault(request, rec, terminal)
+
+        problem = self._check_auth(request, rec, body)
+        if problem is not None:
+            return self._error(rec, *problem)
+        if rec.bucket != self.bucket:
+            return self._error(rec, 404, "NoSuchBucket", f"no bucket {rec.bucket!r}")
+        handler = getattr(self, f"_op_{rec.op}", None)
+        if handler is None:
+            return self._error(rec, 501, "NotImplemented", f"{rec.method} {rec.raw_path}")
+        response: web.StreamResponse = await handler(request, rec, body)
+        return response
+
+    async def _fault(self, request: web.BaseRequest, rec: Recorded,
+                     rule: Rule) -> web.StreamResponse:
+        rec.outcome = f"fault:{rule.kind}"
+        if rule.kind == "garbage":
+            rec.status = rule.status
+            return web.Response(status=rule.status, body=rule.body, headers=rule.headers)
+        if rule.status == 200:
+            # S3's late failure: 200 OK, whitespace while it works, then an <Error>.
+            resp = web.StreamResponse(status=200, headers={"Content-Type": "application/xml",
+                                                           **rule.headers})
+            await resp.prepare(request)
+            for _ in range(3):
+                await resp.write(b" \n")
+            await resp.write(error_xml(rule.code, rule.message, f"REQ{rec.seq}"))
+            await resp.write_eof()
+            rec.status = 200
+            return resp
+        return self._error(rec, rule.status, rule.code, rule.message, rule.headers)
+
+    def _error(self, rec: Recorded, status: int, code: str, message: str = "",
+               headers: dict[str, str] | None = None) -> web.Response:
+        rec.status = status
+        if not rec.outcome:
+            rec.outcome = f"error:{code}"
+        body = b"" if rec.method == "HEAD" else error_xml(code, message, f"REQ{rec.seq}")
+        return web.Response(status=status, body=body, headers={
+            "Content-Type": "application/xml", "x-amz-request-id": f"REQ{rec.seq}",
+            **(headers or {})})
+
+    def _ok(self, rec: Recorded, status: int = 200, body: bytes = b"",
+            headers: dict[str, str] | None = None) -> web.Response:
+        rec.status = status
+        rec.outcome = rec.outcome or "ok"
+        return web.Response(status=status, body=body or None, headers={
+            "x-amz-request-id": f"REQ{rec.seq}", **(headers or {})})
+
+    # ------------------------------------------------------------------ SigV4 check
+
+    def _check_auth(self, request: web.BaseRequest, rec: Recorded,
+                    body: bytes) -> tuple[int, str, str] | None:
+        claimed = request.headers.get("x-amz-content-sha256")
+        if claimed not in (None, "UNSIGNED-PAYLOAD") and \
+                claimed != hashlib.sha256(body).hexdigest():
+            return 400, "XAmzContentSHA256Mismatch", "x-amz-content-sha256 != body"
+        if not self.verify_signatures:
+            return None
+        ok, why = self._signature_matches(request, rec)
+        rec.signature_ok = ok
+        if not ok:
+            return 403, "SignatureDoesNotMatch", why
+        return None
+
+    def _signature_matches(self, request: web.BaseRequest, rec: Recorded) -> tuple[bool, str]:
+        auth = request.headers.get("Authorization", "")
+        algorithm, _, rest = auth.partition(" ")
+        if algorithm != "AWS4-HMAC-SHA256":
+            return False, "no AWS4-HMAC-SHA256 Authorization header"
+        fields = dict(item.strip().partition("=")[::2] for item in rest.split(","))
+        try:
+            access_key, date, region, service, terminal = fields["Credential"].split("/")
+            signed = fields["SignedHeaders"].split(";")
+            given_signature = fields["Signature"]
+        except (KeyError, ValueError):
+            return False, "malformed Authorization header"
+        if access_key != self.access_key or terminal != "aws4_request":
+            return False, "unknown access key"
+        if region != self.region or service != "s3":
+            return False, "wrong region or service in the credential scope"
+        stamp = request.headers.get("x-amz-date", "")
+        if not stamp.startswith(date):
+            return False, "x-amz-date does not match the credential scope"
+        if "host" not in signed or signed != sorted(signed):
+            return False, "SignedHeaders must be sorted and include host"
+        canonical_headers = ""
+        for name in signed:
+            values = request.headers.getall(name, [])
+            if not values:
+                return False, f"signed header {name} is missing"
+            canonical_headers += f"{name}:{','.join(' '.join(v.split()) for v in values)}\n"
+        canonical_query = "&".join(sorted(
+            f"{s3_encode(k, keep_slash=False)}={s3_encode(v, keep_slash=False)}"
+            for k, v in rec.query
+        ))
+        canonical_request = "\n".join((
+            rec.method,
+            rec.path,  # S3: the path exactly as sent, never normalised nor re-encoded
+            canonical_query,
+            canonical_headers,
+            ";".join(signed),
+            request.headers.get("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        ))
+        scope = f"{date}/{region}/{service}/aws4_request"
+        string_to_sign = "\n".join((
+            "AWS4-HMAC-SHA256", stamp, scope,
+            hashlib.sha256(canonical_request.encode()).hexdigest(),
+        ))
+        key = ("AWS4" + self.secret_key).encode()
+        for step in (date, region, service, "aws4_request"):
+            key = hmac.new(key, step.encode(), hashlib.sha256).digest()
+        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, given_signature):
+            return False, f"signature mismatch; canonical request was:\n{canonical_request}"
+        return True, ""
+
+    # ------------------------------------------------------------------ operations
+
+    def _upload_for(self, rec: Recorded) -> _Upload | None:
+        up = self.uploads.get(rec.upload_id or "")
+        return up if up is not None and up.key == rec.key else None
+
+    async def _op_PutObject(self, request: web.BaseRequest, rec: Recorded,
+                            body: bytes) -> web.StreamResponse:
+        assert rec.key is not None
+        self.objects[rec.key] = body
+        return self._ok(rec, headers={"ETag": md5_etag(body)})
+
+    async def _op_CreateMultipartUpload(self, request: web.BaseRequest, rec: Recorded,
+                                        body: bytes) -> web.StreamResponse:
+        assert rec.key is not None
+        upload_id = f"fake-upload.{next(self._ids)}_x~y-z"
+        self.uploads[upload_id] = _Upload(upload_id, rec.key, time.strftime(
+            "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
+        return self._ok(rec, body=_xml("InitiateMultipartUploadResult", Bucket=self.bucket,
+                                        Key=rec.key, UploadId=upload_id),
+                        headers={"Content-Type": "application/xml"})
+
+    async def _op_UploadPart(self, request: web.BaseRequest, rec: Recorded,
+                             body: bytes) -> web.StreamResponse:
+        up = self._upload_for(rec)
+        if up is None:
+            return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
+        if rec.part is None or not 1 <= rec.part <= 10_000:
+            return self._error(rec, 400, "InvalidArgument", "partNumber must be 1..10000")
+        etag = md5_etag(body)
+        up.parts[rec.part] = (etag, body)
+        return self._ok(rec, headers={"ETag": etag})
+
+    async def _op_CompleteMultipartUpload(self, request: web.BaseRequest, rec: Recorded,
+                                          body: bytes) -> web.StreamResponse:
+        up = self._upload_for(rec)
+        if up is None:
+            return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
+        try:
+            root = ET.fromstring(body)
+            listed = [
+                (int(next(c.text for c in p if _local(c.tag) == "PartNumber") or ""),
+                 next(c.text for c in p if _local(c.tag) == "ETag") or "")
+                for p in root if _local(p.tag) == "Part"
+            ]
+        except (ET.ParseError, StopIteration, ValueError):
+            return self._error(rec, 400, "MalformedXML", "unreadable part list")
+        if _local(root.tag) != "CompleteMultipartUpload" or not listed:
+            return self._error(rec, 400, "MalformedXML", "no parts listed")
+        numbers = [n for n, _ in listed]
+        if numbers != sorted(set(numbers)):
+            return self._error(rec, 400, "InvalidPartOrder", "parts must be ascending")
+        chunks: list[bytes] = []
+        for i, (number, etag) in enumerate(listed):
+            stored = up.parts.get(number)
+            if stored is None or stored[0].strip('"') != etag.strip('"'):
+                return self._error(rec, 400, "InvalidPart", f"part {number} / {etag}")
+            if i < len(listed) - 1 and len(stored[1]) < self.min_part_size:
+                return self._error(rec, 400, "EntityTooSmall", f"part {number} is too small")
+            chunks.append(stored[1])
+        data = b"".join(chunks)
+        digests = b"".join(hashlib.md5(c).digest() for c in chunks)
+        etag = f'"{hashlib.md5(digests).hexdigest()}-{len(chunks)}"'
+        self.objects[up.key] = data
+        del self.uploads[up.upload_id]
+        self.completed_uploads.add(up.upload_id)
+        # Like S3: 200 at once, whitespace while "assembling", then the result.
+        rec.status, rec.outcome = 200, "ok"
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/xml",
+                                                       "x-amz-request-id": f"REQ{rec.seq}"})
+        await resp.prepare(request)
+        await resp.write(b" \n")
+        await resp.write(_xml("CompleteMultipartUploadResult",
+                              Location=f"{self.endpoint}/{self.bucket}/{s3_encode(up.key)}",
+                              Bucket=self.bucket, Key=up.key, ETag=etag))
+        await resp.write_eof()
+        return resp
+
+    async def _op_AbortMultipartUpload(self, request: web.BaseRequest, rec: Recorded,
+                                       body: bytes) -> web.StreamResponse:
+        up = self._upload_for(rec)
+        if up is None:
+            return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
+        del self.uploads[up.upload_id]
+        self.aborted_uploads.add(up.upload_id)
+        return self._ok(rec, status=204)
+
+    async def _op_ListParts(self, request: web.BaseRequest, rec: Recorded,
+                            body: bytes) -> web.StreamResponse:
+        up = self._upload_for(rec)
+        if up is None:
+            return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
+        items = "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag>"
+            f"<Size>{len(data)}</Size><LastModified>{up.initiated}</LastModified></Part>"
+            for n, (etag, data) in sorted(up.parts.items())
+        )
+        xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<ListPartsResult><Bucket>'
+               f"{escape(self.bucket)}</Bucket><Key>{escape(up.key)}</Key><UploadId>"
+               f"{escape(up.upload_id)}</UploadId><IsTruncated>false</IsTruncated>{items}"
+               "</ListPartsResult>")
+        return self._ok(rec, body=xml.encode(), headers={"Content-Type": "application/xml"})
+
+    async def _op_ListMultipartUploads(self, request: web.BaseRequest, rec: Recorded,
+                                       body: bytes) -> web.StreamResponse:
+        prefix = rec.query_dict().get("prefix", "")
+        items = "".join(
+            f"<Upload><Key>{escape(u.key)}</Key><UploadId>{escape(u.upload_id)}</UploadId>"
+            f"<Initiated>{u.initiated}</Initiated></Upload>"
+            for u in sorted(self.uploads.values(), key=lambda u: (u.key, u.upload_id))
+            if u.key.startswith(prefix)
+        )
+        xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult>'
+               f"<Bucket>{escape(self.bucket)}</Bucket><IsTruncated>false</IsTruncated>"
+               f"{items}</ListMultipartUploadsResult>")
+        return self._ok(rec, body=xml.encode(), headers={"Content-Type": "application/xml"})
+
+    async def _op_HeadObject(self, request: web.BaseRequest, rec: Recorded,
+                             body: bytes) -> web.StreamResponse:
+        data = self.objects.get(rec.key or "")
+        if data is None:
+            return self._error(rec, 404, "NotFound")
+        rec.status, rec.outcome = 200, "ok"
+        return web.Response(status=200, headers={
+            "ETag": md5_etag(data), "Content-Length": str(len(data))})
+
+    async def _op_GetObject(self, request: web.BaseRequest, rec: Recorded,
+                            body: bytes) -> web.StreamResponse:
+        data = self.objects.get(rec.key or "")
+        if data is None:
+            return self._error(rec, 404, "NoSuchKey", "the object does not exist")
+        return self._ok(rec, body=data, headers={"ETag": md5_etag(data)})
+
+    async def _op_DeleteObject(self, request: web.BaseRequest, rec: Recorded,
+                               body: bytes) -> web.StreamResponse:
+        self.objects.pop(rec.key or "", None)
+        return self._ok(rec, status=204)
