@@ -44,8 +44,9 @@ async def ndjson_records(count: int) -> AsyncIterator[bytes]:
 
 
 async def upload_pull(s3: S3Client, bucket: str, key: str, records: int) -> UploadResult:
-    return await s3.upload(bucket, key, ndjson_records(records),
-                           content_type="application/x-ndjson")
+    return await s3.upload(
+        bucket, key, ndjson_records(records), content_type="application/x-ndjson"
+    )
 
 
 async def upload_push(s3: S3Client, bucket: str, key: str, records: int) -> UploadResult:

@@ -48,8 +48,12 @@ def make_app(
         except S3StreamError as exc:  # S3 refused or failed; the upload has been aborted
             return web.json_response({"error": f"S3 upload failed: {exc}"}, status=502)
         return web.json_response(
-            {"key": result.key, "etag": result.etag, "size": result.size,
-             "parts": result.part_count}
+            {
+                "key": result.key,
+                "etag": result.etag,
+                "size": result.size,
+                "parts": result.part_count,
+            }
         )
 
     async def health(request: web.Request) -> web.Response:
@@ -65,8 +69,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--part-size-mib", type=int, default=None,
-                        help="part size in MiB (default: s3stream's choice, 8 MiB)")
+    parser.add_argument(
+        "--part-size-mib",
+        type=int,
+        default=None,
+        help="part size in MiB (default: s3stream's choice, 8 MiB)",
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="parts in flight per upload")
     args = parser.parse_args(argv)
 

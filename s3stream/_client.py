@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
+from . import _checksums as cks
 from . import _protocol as proto
 from . import _xml
 from ._credentials import Credentials, resolve_credentials, resolve_endpoint, resolve_region
@@ -42,7 +43,7 @@ from .exceptions import (
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["S3Client", "Upload", "UploadResult"]
+__all__ = ["MultipartUploadInfo", "PartInfo", "S3Client", "Upload", "UploadResult"]
 
 logger = logging.getLogger("s3stream")
 T = TypeVar("T")
@@ -67,6 +68,48 @@ class UploadResult:
     part_count: int
     upload_id: str | None = None
     version_id: str | None = None
+    #: The object's checksum as S3 stores it (base64; a COMPOSITE one ends in ``-N``).
+    checksum: str | None = None
+    checksum_algorithm: str | None = None
+    #: ``FULL_OBJECT`` or ``COMPOSITE``.
+    checksum_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartUploadInfo:
+    """An in-progress multipart upload, as ListMultipartUploads reports it."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    initiated: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    number: int
+    etag: str
+    size: int
+    last_modified: datetime | None
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: "Use the client's setting": lets ``checksum=None`` mean "no checksum" per upload.
+DEFAULT: Any = _Default()
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _sha256_hex(chunks: Sequence[Buffer]) -> str:
@@ -105,6 +148,7 @@ class S3Client:
         stall_timeout: float | None = 60.0,
         abort_timeout: float = 30.0,
         max_connections: int = 64,
+        checksum: str | None = DEFAULT,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -127,6 +171,8 @@ class S3Client:
         self._sign_payload = (not self._endpoint.is_https) if sign_payload is None \
             else bool(sign_payload)
         self.retry = retry or Retry()
+        self.checksum = (cks.default_algorithm() if checksum is DEFAULT
+                         else cks.validate_algorithm(checksum))
         self._abort_timeout = abort_timeout
         self._transport = Transport(
             session, connect_timeout=connect_timeout, stall_timeout=stall_timeout,
@@ -174,6 +220,23 @@ class S3Client:
         logger.warning("local clock is %.0f s off the server's; correcting",
                        self._clock_offset.total_seconds())
 
+    async def _digest(self, chunks: Sequence[Buffer], size: int,
+                      algorithm: str | None) -> cks.PartDigest:
+        """The payload SHA-256 (when signing) and the checksum, in one pass per algorithm."""
+        want_sha = self._sign_payload and size > 0
+        if not want_sha and algorithm is None:
+            return cks.PartDigest(None, None)
+        if size < _INLINE_HASH_LIMIT:
+            return cks.digest_part(chunks, sha256=want_sha, algorithm=algorithm)
+        # hashlib, zlib and crc32c release the GIL on large buffers: threads run in parallel.
+        return await asyncio.to_thread(cks.digest_part, chunks, sha256=want_sha,
+                                       algorithm=algorithm)
+
+    def _hash_for(self, digest: cks.PartDigest, size: int) -> str:
+        if not self._sign_payload:
+            return UNSIGNED_PAYLOAD
+        return digest.sha256_hex or EMPTY_SHA256
+
     async def _payload_hash(self, request: proto.Request) -> str:
         if not self._sign_payload:
             return UNSIGNED_PAYLOAD
@@ -201,16 +264,24 @@ class S3Client:
         return headers
 
     async def _call(
-        self, request: proto.Request, reader: Callable[[proto.Request, proto.Response], T]
+        self,
+        request: proto.Request,
+        reader: Callable[[proto.Request, proto.Response], T],
+        *,
+        payload_hash: str | None = None,
+        on_attempt: Callable[[int], None] | None = None,
     ) -> T:
         """Send ``request`` (re-signed on every try) until ``reader`` accepts the answer."""
         if self._closed:
             raise UsageError("this S3Client is closed")
         url = self._endpoint.url(request.bucket, request.key, request.query)
-        payload_hash = await self._payload_hash(request)
+        if payload_hash is None:
+            payload_hash = await self._payload_hash(request)
         attempt = 0
         while True:
             attempt += 1
+            if on_attempt is not None:
+                on_attempt(attempt)
             headers = self._signed_headers(request, payload_hash)
             error: TransportError | S3ResponseError
             try:
@@ -238,6 +309,42 @@ class S3Client:
 
     # ------------------------------------------------------------------- uploads
 
+    def _options(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        concurrency: int,
+        content_type: str | None,
+        metadata: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        checksum: str | None,
+        if_none_match: str | None,
+        if_match: str | None,
+    ) -> _Options:
+        """Every argument of an upload, checked before any I/O."""
+        algorithm = self.checksum if checksum is DEFAULT else cks.validate_algorithm(checksum)
+        if if_none_match is not None and if_none_match != "*":
+            raise UsageError('if_none_match supports only "*" (create the object only if absent)')
+        if if_none_match is not None and if_match is not None:
+            raise UsageError("pass if_none_match or if_match, not both")
+        conditions: list[tuple[str, str]] = []
+        if if_none_match is not None:
+            conditions.append(("If-None-Match", "*"))
+        if if_match is not None:
+            if not isinstance(if_match, str) or not if_match or any(c in if_match for c in "\r\n"):
+                raise UsageError("if_match must be an ETag string without line breaks")
+            conditions.append(("If-Match", if_match))
+        return _Options(
+            bucket=proto.validate_bucket(bucket),
+            key=proto.validate_key(key),
+            concurrency=_check_concurrency(concurrency),
+            object_headers=proto.build_object_headers(
+                content_type=content_type, metadata=metadata, extra_headers=headers),
+            algorithm=algorithm,
+            conditions=tuple(conditions),
+        )
+
     def open_upload(
         self,
         bucket: str,
@@ -248,19 +355,21 @@ class S3Client:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        checksum: str | None = DEFAULT,
+        if_none_match: str | None = None,
+        if_match: str | None = None,
     ) -> Upload:
         """A push-style upload: ``async with s3.open_upload(b, k) as up: await up.write(...)``.
 
         A clean exit completes the upload; an exception or cancellation inside the
-        block aborts it and the caller's exception propagates unchanged.
+        block aborts it and the caller's exception propagates unchanged. The keyword
+        arguments mean what they mean for ``upload()``.
         """
-        return Upload(
-            self, proto.validate_bucket(bucket), proto.validate_key(key),
-            sizer=plan(size=None, part_size=part_size),
-            concurrency=_check_concurrency(concurrency),
-            object_headers=proto.build_object_headers(
-                content_type=content_type, metadata=metadata, extra_headers=headers),
-        )
+        options = self._options(
+            bucket, key, concurrency=concurrency, content_type=content_type,
+            metadata=metadata, headers=headers, checksum=checksum,
+            if_none_match=if_none_match, if_match=if_match)
+        return Upload(self, options, plan(size=None, part_size=part_size))
 
     async def upload(
         self,
@@ -273,24 +382,28 @@ class S3Client:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        checksum: str | None = DEFAULT,
+        if_none_match: str | None = None,
+        if_match: str | None = None,
     ) -> UploadResult:
         """Upload ``source`` to ``s3://bucket/key`` and return what S3 stored.
 
         ``source`` is an async iterable of bytes-like chunks, bytes-like data, a file
-        path, or a binary file object (read in a worker thread). Arguments are
-        checked before any I/O. On any failure or cancellation the multipart upload
-        is aborted before the error propagates.
+        path, or a binary file object (read in a worker thread). ``part_size=None``
+        picks the size (growing for unknown lengths); ``checksum`` is ``"crc32c"``,
+        ``"crc32"``, ``"sha256"``, ``"md5"`` or None (default: the client's);
+        ``if_none_match="*"`` creates the object only if it does not exist and
+        ``if_match=etag`` replaces it only if unchanged. Arguments are checked before
+        any I/O. On any failure or cancellation the multipart upload is aborted
+        before the error propagates.
         """
-        bucket = proto.validate_bucket(bucket)
-        key = proto.validate_key(key)
-        concurrency = _check_concurrency(concurrency)
-        object_headers = proto.build_object_headers(
-            content_type=content_type, metadata=metadata, extra_headers=headers)
+        options = self._options(
+            bucket, key, concurrency=concurrency, content_type=content_type,
+            metadata=metadata, headers=headers, checksum=checksum,
+            if_none_match=if_none_match, if_match=if_match)
         chunks, size, close = _open_source(source)
         try:
-            sizer = plan(size=size, part_size=part_size)
-            up = Upload(self, bucket, key, sizer=sizer, concurrency=concurrency,
-                        object_headers=object_headers)
+            up = Upload(self, options, plan(size=size, part_size=part_size))
             async with up:
                 async for chunk in chunks:
                     await up.write(chunk)
@@ -298,6 +411,79 @@ class S3Client:
             return up.result
         finally:
             await close()
+
+    # ------------------------------------------------------------ managing uploads
+
+    async def list_multipart_uploads(
+        self, bucket: str, *, prefix: str = ""
+    ) -> AsyncIterator[MultipartUploadInfo]:
+        """Every in-progress multipart upload in ``bucket`` under ``prefix``, page by page."""
+        bucket = proto.validate_bucket(bucket)
+        key_marker: str | None = None
+        id_marker: str | None = None
+        while True:
+            page = await self._call(
+                proto.list_multipart_uploads(bucket, prefix, key_marker, id_marker),
+                proto.read_list_uploads)
+            for item in page.uploads:
+                yield MultipartUploadInfo(bucket, item.key, item.upload_id,
+                                          _parse_time(item.initiated))
+            if not page.truncated or not page.uploads:
+                return
+            # Some S3 clones omit the Next*Marker fields: the last entry is the marker.
+            key_marker = page.next_key_marker or page.uploads[-1].key
+            id_marker = page.next_upload_id_marker or page.uploads[-1].upload_id
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> AsyncIterator[PartInfo]:
+        """The parts uploaded so far to an in-progress multipart upload."""
+        bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
+        marker: int | None = None
+        while True:
+            page = await self._call(proto.list_parts(bucket, key, upload_id, marker),
+                                    proto.read_list_parts)
+            for part in page.parts:
+                yield PartInfo(part.number, part.etag, part.size,
+                               _parse_time(part.last_modified))
+            if not page.truncated or not page.parts:
+                return
+            marker = page.next_part_number_marker or page.parts[-1].number
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Abort one multipart upload (an upload that no longer exists counts as aborted)."""
+        await self._call(
+            proto.abort_multipart_upload(proto.validate_bucket(bucket), proto.validate_key(key),
+                                         upload_id),
+            proto.read_abort)
+
+    async def abort_stale(
+        self, bucket: str, *, older_than: timedelta | float, prefix: str = ""
+    ) -> int:
+        """Abort multipart uploads started more than ``older_than`` ago (seconds or a
+        timedelta), such as orphans left by crashed processes or other tools.
+        Returns how many were aborted."""
+        if isinstance(older_than, int | float) and not isinstance(older_than, bool):
+            older_than = timedelta(seconds=older_than)
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise UsageError("older_than must be a non-negative timedelta or number of seconds")
+        cutoff = self._now() - older_than
+        # Collect first: aborting while paging would shift the listing under the markers.
+        stale = [u async for u in self.list_multipart_uploads(bucket, prefix=prefix)
+                 if u.initiated is not None and u.initiated <= cutoff]
+        for item in stale:
+            await self.abort_multipart_upload(bucket, item.key, item.upload_id)
+            logger.info("aborted stale upload %s of s3://%s/%s (started %s)",
+                        item.upload_id, bucket, item.key, item.initiated)
+        return len(stale)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    bucket: str
+    key: str
+    concurrency: int
+    object_headers: proto.Headers
+    algorithm: str | None
+    conditions: proto.Headers
 
 
 _Closer = Callable[[], Awaitable[None]]
@@ -376,25 +562,18 @@ async def _iter_file(f: Any) -> AsyncIterator[bytes]:
 class Upload:
     """One object being uploaded; the push-style handle returned by ``open_upload()``."""
 
-    def __init__(
-        self,
-        client: S3Client,
-        bucket: str,
-        key: str,
-        *,
-        sizer: PartSizer,
-        concurrency: int,
-        object_headers: proto.Headers,
-    ) -> None:
+    def __init__(self, client: S3Client, options: _Options, sizer: PartSizer) -> None:
         self._client = client
-        self.bucket = bucket
-        self.key = key
-        self._headers = object_headers
+        self._opts = options
+        self.bucket = options.bucket
+        self.key = options.key
         self._cutter = PartCutter(sizer)
-        self._state = proto.MultipartState(bucket, key)
-        self._slots = asyncio.Semaphore(concurrency)
+        self._state = proto.MultipartState(options.bucket, options.key)
+        self._slots = asyncio.Semaphore(options.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._part_error: BaseException | None = None
+        #: part number -> (raw checksum, size), for the full-object checksum.
+        self._checksums: dict[int, tuple[bytes, int]] = {}
         self._finished = False
         self._entered = False
         self._writing = False
@@ -447,10 +626,19 @@ class Upload:
         if self._part_error is not None:
             raise self._part_error
 
+    def _create_headers(self) -> proto.Headers:
+        algorithm = self._opts.algorithm
+        if algorithm is None or algorithm == "md5":
+            return self._opts.object_headers
+        extra = [("x-amz-checksum-algorithm", algorithm.upper())]
+        if cks.supports_full_object(algorithm):
+            extra.append(("x-amz-checksum-type", "FULL_OBJECT"))
+        return (*self._opts.object_headers, *extra)
+
     async def _launch(self, part: Part) -> None:
         if self._state.upload_id is None:
             upload_id = await self._client._call(
-                proto.create_multipart_upload(self.bucket, self.key, self._headers),
+                proto.create_multipart_upload(self.bucket, self.key, self._create_headers()),
                 proto.read_create,
             )
             self._state.opened(upload_id)
@@ -466,12 +654,25 @@ class Upload:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_part(self, part: Part) -> None:
-        assert self._state.upload_id is not None
+        upload_id = self._state.upload_id
+        assert upload_id is not None
+        algorithm = self._opts.algorithm
         try:
-            request = proto.upload_part(self.bucket, self.key, self._state.upload_id,
-                                        part.number, part.chunks, part.size)
-            etag = await self._client._call(request, proto.read_etag)
-            self._state.part_done(_xml.CompletedPart(part.number, etag))
+            digest = await self._client._digest(part.chunks, part.size, algorithm)
+            headers: proto.Headers = ()
+            if algorithm is not None and digest.checksum_b64 is not None:
+                headers = ((cks.header_name(algorithm), digest.checksum_b64),)
+            request = proto.upload_part(self.bucket, self.key, upload_id, part.number,
+                                        part.chunks, part.size, headers)
+            etag = await self._client._call(
+                request, _echo_checker(algorithm, digest.checksum_b64, proto.read_etag),
+                payload_hash=self._client._hash_for(digest, part.size))
+            listed: dict[str, str] = {}
+            if algorithm not in (None, "md5") and digest.checksum is not None:
+                assert algorithm is not None
+                listed[cks.xml_name(algorithm)] = cks.b64(digest.checksum)
+                self._checksums[part.number] = (digest.checksum, part.size)
+            self._state.part_done(_xml.CompletedPart(part.number, etag, listed))
         except Exception as exc:
             if self._part_error is None:
                 self._part_error = exc
@@ -484,16 +685,7 @@ class Upload:
     async def _complete(self) -> None:
         last = self._cutter.finish()
         if self._state.upload_id is None:
-            # Never went multipart: the whole object fits one PutObject.
-            chunks: Sequence[Buffer] = last.chunks if last else ()
-            size = last.size if last else 0
-            request = proto.put_object(self.bucket, self.key, chunks, size, self._headers)
-            response = await self._client._call(request, _read_put)
-            self._finished = True
-            self.result = UploadResult(
-                self.bucket, self.key, response.headers.get("etag", ""), size, 1 if size else 0,
-                None, response.headers.get("x-amz-version-id"),
-            )
+            await self._put_single(last)
             return
         if last is not None:
             await self._launch(last)
@@ -501,14 +693,87 @@ class Upload:
             await asyncio.wait(set(self._tasks))
         self._raise_part_error()
         parts = self._state.begin_complete()
-        request = proto.complete_multipart_upload(
-            self.bucket, self.key, self._state.upload_id, parts)
-        done = await self._client._call(request, proto.read_complete)
+        algorithm = self._opts.algorithm
+        expected: str | None = None
+        checksum_type: str | None = None
+        headers: list[tuple[str, str]] = list(self._opts.conditions)
+        if algorithm is not None and algorithm != "md5":
+            ordered = [self._checksums[p.number] for p in parts]
+            if cks.supports_full_object(algorithm):
+                expected = cks.b64(cks.full_object_crc(ordered, algorithm))
+                checksum_type = "FULL_OBJECT"
+                headers += [(cks.header_name(algorithm), expected),
+                            ("x-amz-checksum-type", "FULL_OBJECT")]
+            else:
+                expected = cks.composite_checksum([raw for raw, _ in ordered], algorithm)
+                checksum_type = "COMPOSITE"
+        upload_id = self._state.upload_id
+        request = proto.complete_multipart_upload(self.bucket, self.key, upload_id, parts,
+                                                  tuple(headers))
+        tries = [0]
+        try:
+            done = await self._client._call(
+                request, proto.read_complete, on_attempt=lambda n: tries.__setitem__(0, n))
+        except S3ResponseError as exc:
+            if exc.code != "NoSuchUpload" or tries[0] < 2:
+                raise
+            # An earlier try may have completed the upload but its answer got lost.
+            done = await self._confirm_completed(exc, len(parts), expected)
+        if algorithm is not None and expected is not None:
+            stored = done.checksums.get(cks.xml_name(algorithm))
+            composite = cks.composite_checksum(
+                [raw for raw, _ in (self._checksums[p.number] for p in parts)], algorithm)
+            if stored is not None and stored not in (expected, composite):
+                raise IntegrityError(
+                    f"s3://{self.bucket}/{self.key}: S3 reports {algorithm} {stored}, "
+                    f"but the bytes sent have {expected}")
+            if stored == composite and stored != expected:
+                expected, checksum_type = composite, "COMPOSITE"
         self._state.completed()
         self._finished = True
         self.result = UploadResult(
-            self.bucket, self.key, done.etag, self._state.size, len(parts),
-            self._state.upload_id, done.version_id,
+            self.bucket, self.key, done.etag, self._state.size, len(parts), upload_id,
+            done.version_id, expected, algorithm if expected else None, checksum_type,
+        )
+
+    async def _confirm_completed(self, error: S3ResponseError, part_count: int,
+                                 checksum: str | None) -> _xml.CompleteResult:
+        head = await self._client._call(
+            proto.head_object(self.bucket, self.key, checksum_mode=checksum is not None),
+            _read_put)
+        etag = head.headers.get("etag", "")
+        size = int(head.headers.get("content-length", "-1"))
+        algorithm = self._opts.algorithm
+        stored = head.headers.get(f"x-amz-checksum-{algorithm}") if algorithm else None
+        if size == self._state.size and etag.strip('"').endswith(f"-{part_count}") and \
+                (stored is None or checksum is None or stored == checksum):
+            logger.info("s3://%s/%s: Complete was answered NoSuchUpload on retry, but the "
+                        "object is there with the expected size and parts", self.bucket,
+                        self.key)
+            return _xml.CompleteResult(etag, None, head.headers.get("x-amz-version-id"),
+                                       {cks.xml_name(algorithm): stored}
+                                       if algorithm and stored else {})
+        raise error
+
+    async def _put_single(self, part: Part | None) -> None:
+        """Never went multipart: the whole object fits one PutObject."""
+        chunks: Sequence[Buffer] = part.chunks if part else ()
+        size = part.size if part else 0
+        algorithm = self._opts.algorithm
+        digest = await self._client._digest(chunks, size, algorithm)
+        headers = [*self._opts.object_headers, *self._opts.conditions]
+        if algorithm is not None and digest.checksum_b64 is not None:
+            headers.append((cks.header_name(algorithm), digest.checksum_b64))
+        request = proto.put_object(self.bucket, self.key, chunks, size, tuple(headers))
+        response = await self._client._call(
+            request, _echo_checker(algorithm, digest.checksum_b64, _read_put),
+            payload_hash=self._client._hash_for(digest, size))
+        self._finished = True
+        self.result = UploadResult(
+            self.bucket, self.key, response.headers.get("etag", ""), size, 1 if size else 0,
+            None, response.headers.get("x-amz-version-id"), digest.checksum_b64,
+            algorithm if digest.checksum_b64 else None,
+            "FULL_OBJECT" if digest.checksum_b64 else None,
         )
 
     async def _guard(self, step: Awaitable[None]) -> None:
@@ -565,6 +830,25 @@ class Upload:
             )
             self._state.aborted()
             logger.debug("aborted multipart upload %s", upload_id)
+
+
+def _echo_checker(
+    algorithm: str | None, sent: str | None,
+    reader: Callable[[proto.Request, proto.Response], T],
+) -> Callable[[proto.Request, proto.Response], T]:
+    """Wrap ``reader`` so that a checksum S3 echoes back must equal the one we sent."""
+
+    def read(request: proto.Request, response: proto.Response) -> T:
+        result = reader(request, response)
+        if algorithm is not None and algorithm != "md5" and sent is not None:
+            echoed = response.headers.get(f"x-amz-checksum-{algorithm}")
+            if echoed is not None and echoed != sent:
+                raise IntegrityError(
+                    f"{request.operation} s3://{request.bucket}/{request.key}: S3 echoed "
+                    f"{algorithm} {echoed}, but the bytes sent have {sent}")
+        return result
+
+    return read
 
 
 def _read_put(request: proto.Request, response: proto.Response) -> proto.Response:

@@ -213,8 +213,9 @@ def abort_multipart_upload(bucket: str, key: str, upload_id: str) -> Request:
     return Request("AbortMultipartUpload", "DELETE", bucket, key, (("uploadId", upload_id),))
 
 
-def head_object(bucket: str, key: str) -> Request:
-    return Request("HeadObject", "HEAD", bucket, key)
+def head_object(bucket: str, key: str, *, checksum_mode: bool = False) -> Request:
+    headers = (("x-amz-checksum-mode", "ENABLED"),) if checksum_mode else ()
+    return Request("HeadObject", "HEAD", bucket, key, (), headers)
 
 
 def list_multipart_uploads(bucket: str, prefix: str, key_marker: str | None,

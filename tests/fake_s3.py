@@ -146,6 +146,8 @@ class Recorded:
     #: "ok", "fault:<kind>", "error:<Code>", "reset", "client-gone".
     outcome: str = ""
     signature_ok: bool | None = None
+    #: Set once the server has finished with the request (answered or dropped it).
+    done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
 
     def query_dict(self) -> dict[str, str]:
         return dict(self.query)
@@ -407,6 +409,7 @@ class FakeS3:
         finally:
             self.in_flight[op] -= 1
             rec.ended = time.monotonic()
+            rec.done.set()
 
     async def _read_body(self, request: web.BaseRequest, rec: Recorded,
                          limit: int | None = None) -> bytes:

@@ -3,7 +3,8 @@
 The web service runs as a separate process, exactly as a user would start it, and gets a
 200 MiB chunked upload; its memory is watched from outside while it streams. The
 ``s3stream_local_s3`` / ``s3stream_bucket`` fixtures come from the s3stream pytest plugin
-(the ``pytest11`` entry point of the installed package).
+(the ``pytest11`` entry point of the installed package); ``bucket`` and ``boto`` (the
+independent boto3 client that reads objects back) from conftest.py.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from types import ModuleType
 from typing import Any
 
 import aiohttp
-import boto3
-import botocore.config
 import psutil
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -85,24 +84,13 @@ def aws_env(s3stream_local_s3: LocalS3, monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.setenv(name, value)
 
 
-def _boto(local: LocalS3) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=local.endpoint,
-        region_name=local.region,
-        aws_access_key_id=local.credentials.access_key_id,
-        aws_secret_access_key=local.credentials.secret_access_key,
-        config=botocore.config.Config(s3={"addressing_style": "path"}),
-    )
+def _read_back(boto: Any, bucket: str, key: str) -> bytes:
+    return bytes(boto.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def _read_back(local: LocalS3, bucket: str, key: str) -> bytes:
-    return bytes(_boto(local).get_object(Bucket=bucket, Key=key)["Body"].read())
-
-
-def _sha256_of_object(local: LocalS3, bucket: str, key: str) -> tuple[str, int]:
+def _sha256_of_object(boto: Any, bucket: str, key: str) -> tuple[str, int]:
     """SHA-256 and size of a stored object, read back in 1 MiB pieces."""
-    body = _boto(local).get_object(Bucket=bucket, Key=key)["Body"]
+    body = boto.get_object(Bucket=bucket, Key=key)["Body"]
     digest, size = hashlib.sha256(), 0
     for piece in body.iter_chunks(MiB):
         digest.update(piece)
@@ -154,9 +142,7 @@ def _wait_ready(service: Service, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture
-def web_service(
-    s3stream_local_s3: LocalS3, s3stream_bucket: str, tmp_path: Path
-) -> Iterator[Service]:
+def web_service(s3stream_local_s3: LocalS3, bucket: str, tmp_path: Path) -> Iterator[Service]:
     """``examples/web_service.py`` running as its own process, storing into the test bucket."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -164,15 +150,16 @@ def web_service(
     log = tmp_path / "web_service.log"
     cmd = [
         sys.executable, str(EXAMPLES / "web_service.py"),
-        "--bucket", s3stream_bucket,
+        "--bucket", bucket,
         "--host", "127.0.0.1",
         "--port", str(port),
         "--part-size-mib", str(WEB_PART_SIZE // MiB),
         "--concurrency", str(WEB_CONCURRENCY),
     ]  # fmt: skip
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
     service = Service(f"http://127.0.0.1:{port}", proc, log)
     try:
         _wait_ready(service)
@@ -225,7 +212,7 @@ async def _uneven_chunks(size: int, digest: Any, seed: int = 20240611) -> AsyncI
 
 
 async def test_web_service_streams_200_mib_in_bounded_memory(
-    web_service: Service, s3stream_local_s3: LocalS3, s3stream_bucket: str
+    web_service: Service, bucket: str, boto: Any
 ) -> None:
     server = psutil.Process(web_service.process.pid)
     baseline = server.memory_info().rss
@@ -273,11 +260,10 @@ async def test_web_service_streams_200_mib_in_bounded_memory(
     print(numbers)
     assert peak_rss <= bound, numbers
 
-    stored_sha, stored_size = await asyncio.to_thread(
-        _sha256_of_object, s3stream_local_s3, s3stream_bucket, key)
+    stored_sha, stored_size = await asyncio.to_thread(_sha256_of_object, boto, bucket, key)
     assert stored_size == WEB_UPLOAD_SIZE
     assert stored_sha == sent.hexdigest()
-    head = _boto(s3stream_local_s3).head_object(Bucket=s3stream_bucket, Key=key)
+    head = boto.head_object(Bucket=bucket, Key=key)
     assert head["ContentType"] == "application/x-test-blob"
 
 
@@ -288,30 +274,21 @@ async def _in_process_client(s3: S3Client, bucket: str) -> TestClient[Any, Any]:
     return client
 
 
-def _s3_client(local: LocalS3) -> S3Client:
-    return S3Client(endpoint=local.endpoint, region=local.region, credentials=local.credentials)
+async def test_web_service_maps_usage_error_to_400(s3: S3Client, bucket: str) -> None:
+    client = await _in_process_client(s3, bucket)
+    try:
+        resp = await client.post("/upload/" + "k" * 1100, data=b"data")
+        assert resp.status == 400
+        assert "1024" in (await resp.json())["error"]
+    finally:
+        await client.close()
 
 
-async def test_web_service_maps_usage_error_to_400(
-    s3stream_local_s3: LocalS3, s3stream_bucket: str
-) -> None:
-    async with _s3_client(s3stream_local_s3) as s3:
-        client = await _in_process_client(s3, s3stream_bucket)
-        try:
-            resp = await client.post("/upload/" + "k" * 1100, data=b"data")
-            assert resp.status == 400
-            assert "1024" in (await resp.json())["error"]
-        finally:
-            await client.close()
-
-
-async def test_web_service_maps_s3_error_to_502(
-    s3stream_local_s3: LocalS3, s3stream_bucket: str
-) -> None:
+async def test_web_service_maps_s3_error_to_502(s3stream_local_s3: LocalS3, bucket: str) -> None:
     local = s3stream_local_s3
     wrong = Credentials(local.credentials.access_key_id, "not-the-secret")
     async with S3Client(endpoint=local.endpoint, region=local.region, credentials=wrong) as s3:
-        client = await _in_process_client(s3, s3stream_bucket)
+        client = await _in_process_client(s3, bucket)
         try:
             resp = await client.post("/upload/k", data=b"data")
             assert resp.status == 502
@@ -327,30 +304,29 @@ async def test_web_service_maps_s3_error_to_502(
 
 @pytest.mark.usefixtures("aws_env")
 def test_upload_file_example(
-    s3stream_local_s3: LocalS3, s3stream_bucket: str, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    bucket: str, boto: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = random.Random(7).randbytes(13 * MiB + 5)  # two parts of the planned 8 MiB
     path = tmp_path / "payload.bin"
     path.write_bytes(data)
 
-    _load("upload_file").main([str(path), "--bucket", s3stream_bucket, "--key", "files/p.bin"])
+    _load("upload_file").main([str(path), "--bucket", bucket, "--key", "files/p.bin"])
 
     printed = capsys.readouterr().out
     assert "UploadResult(" in printed
     assert f"size={len(data)}" in printed
     assert "part_count=2" in printed
-    assert _read_back(s3stream_local_s3, s3stream_bucket, "files/p.bin") == data
+    assert _read_back(boto, bucket, "files/p.bin") == data
 
 
 @pytest.mark.usefixtures("aws_env")
 def test_upload_generator_example(
-    s3stream_local_s3: LocalS3, s3stream_bucket: str, capsys: pytest.CaptureFixture[str]
+    bucket: str, boto: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     example = _load("upload_generator")
     records = 120_000  # about 11 MiB: multipart with the default 8 MiB parts
 
-    example.main(["--bucket", s3stream_bucket, "--prefix", "gen/", "--records", str(records)])
+    example.main(["--bucket", bucket, "--prefix", "gen/", "--records", str(records)])
 
     async def expected() -> bytes:
         return b"".join([chunk async for chunk in example.ndjson_records(records)])
@@ -365,6 +341,6 @@ def test_upload_generator_example(
         assert f"key='{key}'" in line
         assert f"size={len(data)}" in line
         assert "part_count=2" in line
-        assert _read_back(s3stream_local_s3, s3stream_bucket, key) == data
-        head = _boto(s3stream_local_s3).head_object(Bucket=s3stream_bucket, Key=key)
+        assert _read_back(boto, bucket, key) == data
+        head = boto.head_object(Bucket=bucket, Key=key)
         assert head["ContentType"] == "application/x-ndjson"

@@ -1,0 +1,18 @@
+"""s3stream: ``S3Client.upload()`` of the async generator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import s3stream
+
+
+async def run(cfg: Any) -> dict[str, Any]:
+    options = dict(cfg.options)
+    creds = s3stream.Credentials(cfg.access_key, cfg.secret_key)
+    async with s3stream.S3Client(endpoint=cfg.endpoint, region=cfg.region, credentials=creds,
+                                 addressing="path", **options) as s3:
+        result = await s3.upload(cfg.bucket, cfg.key, cfg.source.aiter(),
+                                 part_size=cfg.part_size, concurrency=cfg.concurrency)
+    return {"etag": result.etag, "parts": result.part_count, "sent": result.size,
+            "version": s3stream.__version__}
