@@ -301,6 +301,8 @@ class S3Client:
                 if exc.code == "RequestTimeTooSkewed":
                     self._correct_clock(exc.server_date)
             if not (retryable and self.retry.can_retry(attempt)):
+                logger.debug("%s %s failed on try %d, not retried: %s", request.operation,
+                             request.key or "", attempt, error)
                 raise error
             delay = self.retry.delay(attempt, self._rand(), retry_after)
             logger.debug("%s %s failed (%s); retry %d in %.3f s", request.operation,

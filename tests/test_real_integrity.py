@@ -1,0 +1,200 @@
+"""Checksums, conditional writes, clock skew and upload management on the real server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import crc32c
+import pytest
+
+from s3stream import Credentials, S3Client, S3ResponseError, UploadError, UsageError
+from s3stream.testing import LocalS3
+from support import UnevenStream, read_back, sha256
+
+MiB = 1 << 20
+pytestmark = pytest.mark.real_s3
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def independent_checksum(algorithm: str, data: bytes) -> str:
+    if algorithm == "crc32c":
+        return b64(crc32c.crc32c(data).to_bytes(4, "big"))
+    if algorithm == "crc32":
+        return b64(zlib.crc32(data).to_bytes(4, "big"))
+    if algorithm == "sha256":
+        return b64(hashlib.sha256(data).digest())
+    return b64(hashlib.md5(data).digest())
+
+
+@pytest.mark.parametrize("algorithm", ["crc32c", "crc32"])
+async def test_full_object_crc_matches_server_and_data(
+    s3: S3Client, bucket: str, boto: Any, algorithm: str
+) -> None:
+    data = os.urandom(17 * MiB + 3)
+    result = await s3.upload(bucket, "crc.bin", data, part_size=5 * MiB, checksum=algorithm)
+    assert result.part_count == 4
+    assert result.checksum_type == "FULL_OBJECT"
+    # Combined from the parts' CRCs, it equals a CRC computed over the whole object ...
+    assert result.checksum == independent_checksum(algorithm, data)
+    # ... and what the server itself stored.
+    head = boto.head_object(Bucket=bucket, Key="crc.bin", ChecksumMode="ENABLED")
+    assert head[f"Checksum{algorithm.upper()}"] == result.checksum
+    assert read_back(boto, bucket, "crc.bin") == data
+
+
+async def test_sha256_is_composite(s3: S3Client, bucket: str, boto: Any) -> None:
+    data = os.urandom(11 * MiB)
+    result = await s3.upload(bucket, "sha.bin", data, part_size=5 * MiB, checksum="sha256")
+    parts = [data[i : i + 5 * MiB] for i in range(0, len(data), 5 * MiB)]
+    joined = b"".join(hashlib.sha256(p).digest() for p in parts)
+    assert result.checksum == f"{b64(hashlib.sha256(joined).digest())}-3"
+    assert result.checksum_type == "COMPOSITE"
+    assert read_back(boto, bucket, "sha.bin") == data
+
+
+@pytest.mark.parametrize("algorithm", ["crc32c", "crc32", "sha256", "md5"])
+async def test_single_put_checksums(
+    s3: S3Client, bucket: str, boto: Any, algorithm: str
+) -> None:
+    data = os.urandom(300_000)
+    result = await s3.upload(bucket, "one.bin", data, checksum=algorithm)
+    assert result.checksum == independent_checksum(algorithm, data)
+    assert read_back(boto, bucket, "one.bin") == data
+
+
+async def test_default_checksum_is_crc32c(s3: S3Client) -> None:
+    assert s3.checksum == "crc32c"  # the test extra installs the native CRC32C
+
+
+async def test_no_checksum(s3: S3Client, bucket: str, boto: Any) -> None:
+    data = os.urandom(6 * MiB)
+    result = await s3.upload(bucket, "plain.bin", data, part_size=5 * MiB, checksum=None)
+    assert result.checksum is None
+    assert read_back(boto, bucket, "plain.bin") == data
+
+
+async def test_server_rejects_a_wrong_part_checksum(
+    s3stream_local_s3: LocalS3, bucket: str, boto: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checksum really is checked: a corrupted one makes S3 refuse the part."""
+    import s3stream._checksums as cks
+
+    real = cks.digest_part
+
+    def corrupt(chunks: Any, *, sha256: bool, algorithm: str | None) -> cks.PartDigest:
+        digest = real(chunks, sha256=sha256, algorithm=algorithm)
+        assert digest.checksum is not None
+        return cks.PartDigest(digest.sha256_hex, bytes(b ^ 0xFF for b in digest.checksum))
+
+    monkeypatch.setattr(cks, "digest_part", corrupt)
+    async with S3Client(endpoint=s3stream_local_s3.endpoint,
+                        credentials=s3stream_local_s3.credentials) as s3:
+        with pytest.raises((UploadError, S3ResponseError)) as info:
+            await s3.upload(bucket, "corrupt.bin", os.urandom(6 * MiB), part_size=5 * MiB)
+    err = info.value
+    cause = err.__cause__ if isinstance(err, UploadError) else err
+    assert isinstance(cause, S3ResponseError)
+    assert cause.code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch")
+    if isinstance(err, UploadError):
+        assert err.aborted
+    assert "Contents" not in boto.list_objects_v2(Bucket=bucket)
+
+
+async def test_if_none_match_creates_only(s3: S3Client, bucket: str, boto: Any) -> None:
+    await s3.upload(bucket, "once", b"first", if_none_match="*")
+    with pytest.raises(S3ResponseError) as single:
+        await s3.upload(bucket, "once", b"second", if_none_match="*")
+    assert single.value.status == 412
+    with pytest.raises(UploadError) as multi:
+        await s3.upload(bucket, "once", os.urandom(11 * MiB), part_size=5 * MiB,
+                        if_none_match="*")
+    assert multi.value.aborted
+    assert isinstance(multi.value.__cause__, S3ResponseError)
+    assert multi.value.__cause__.code == "PreconditionFailed"
+    assert read_back(boto, bucket, "once") == b"first"
+
+
+async def test_if_match_replaces_only_unchanged(s3: S3Client, bucket: str, boto: Any) -> None:
+    first = await s3.upload(bucket, "doc", b"v1")
+    with pytest.raises(UploadError):
+        await s3.upload(bucket, "doc", os.urandom(6 * MiB), part_size=5 * MiB,
+                        if_match='"0123456789abcdef0123456789abcdef"')
+    second = await s3.upload(bucket, "doc", os.urandom(6 * MiB), part_size=5 * MiB,
+                             if_match=first.etag)
+    with pytest.raises(S3ResponseError):
+        await s3.upload(bucket, "doc", b"v3", if_match=first.etag)  # stale ETag now
+    assert boto.head_object(Bucket=bucket, Key="doc")["ETag"] == second.etag
+
+
+async def test_conditional_arguments_are_checked(s3: S3Client, bucket: str) -> None:
+    with pytest.raises(UsageError):
+        await s3.upload(bucket, "k", b"x", if_none_match='"etag"')
+    with pytest.raises(UsageError):
+        await s3.upload(bucket, "k", b"x", if_none_match="*", if_match='"e"')
+    with pytest.raises(UsageError):
+        await s3.upload(bucket, "k", b"x", checksum="adler32")
+
+
+@pytest.mark.parametrize("minutes", [20, -20])
+async def test_clock_skew_is_corrected(
+    s3stream_local_s3: LocalS3, bucket: str, boto: Any, minutes: int
+) -> None:
+    def skewed() -> datetime:
+        return datetime.now(UTC) + timedelta(minutes=minutes)
+
+    async with S3Client(endpoint=s3stream_local_s3.endpoint,
+                        credentials=s3stream_local_s3.credentials, clock=skewed) as s3:
+        stream = UnevenStream(11 * MiB, seed=minutes)
+        result = await s3.upload(bucket, "skew.bin", stream, part_size=5 * MiB)
+        # Corrected from the server's Date header (1 s resolution) after one refusal.
+        assert abs(s3._clock_offset.total_seconds() + minutes * 60) < 5
+    assert result.part_count == 3
+    assert sha256(read_back(boto, bucket, "skew.bin")) == stream.digest.hexdigest()
+
+
+async def test_list_and_abort_stale(s3: S3Client, bucket: str, boto: Any) -> None:
+    # Orphans left by another tool (boto3 here), one with a part already uploaded.
+    ids = {}
+    for key in ("orphans/a", "orphans/b", "keep/c"):
+        ids[key] = boto.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    boto.upload_part(Bucket=bucket, Key="orphans/a", UploadId=ids["orphans/a"], PartNumber=1,
+                     Body=b"x" * 100)
+    listed = {(u.key, u.upload_id) async for u in s3.list_multipart_uploads(bucket)}
+    assert listed == {(k, v) for k, v in ids.items()}
+    parts = [p async for p in s3.list_parts(bucket, "orphans/a", ids["orphans/a"])]
+    assert [(p.number, p.size) for p in parts] == [(1, 100)]
+
+    assert await s3.abort_stale(bucket, prefix="orphans/", older_than=3600) == 0
+    assert await s3.abort_stale(bucket, prefix="orphans/", older_than=0) == 2
+    remaining = [u.key async for u in s3.list_multipart_uploads(bucket)]
+    assert remaining == ["keep/c"]
+    assert await s3.abort_stale(bucket, older_than=timedelta(0)) == 1
+    with pytest.raises(UsageError):
+        await s3.abort_stale(bucket, older_than=-1)
+
+
+async def test_secrets_never_logged(
+    s3stream_local_s3: LocalS3, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "super-secret-value-1234"
+    token = "session-token-value-5678"
+    caplog.set_level(logging.DEBUG)
+    bad = Credentials(s3stream_local_s3.credentials.access_key_id, secret, token)
+    async with S3Client(endpoint=s3stream_local_s3.endpoint, credentials=bad) as s3:
+        text = repr(s3)
+        with pytest.raises(S3ResponseError) as info:
+            await s3.upload(bucket, "k", os.urandom(6 * MiB), part_size=5 * MiB)
+    text += str(info.value) + repr(info.value) + caplog.text
+    assert caplog.records, "DEBUG logging should have recorded the requests"
+    assert secret not in text
+    assert token not in text
+    assert "Signature=" not in text
