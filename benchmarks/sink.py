@@ -175,8 +175,7 @@ class SinkProtocol(asyncio.BufferedProtocol):
         self.close_after = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -230,7 +229,7 @@ class SinkProtocol(asyncio.BufferedProtocol):
                     pos += take
                 if len(self.head) > MAX_HEAD:
                     raise ValueError("request head too large")
-            elif mode == _CHUNK_SIZE or mode == _CHUNK_CRLF or mode == _TRAILERS:
+            elif mode in (_CHUNK_SIZE, _CHUNK_CRLF, _TRAILERS):
                 idx = buf.find(b"\n", pos, n)
                 if idx < 0:
                     self.line += self.view[pos:n]
@@ -481,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     use_uvloop = args.loop == "uvloop"
     if args.loop == "auto":
         try:
-            import uvloop  # noqa: F401
+            import uvloop
             use_uvloop = True
         except ImportError:
             pass

@@ -577,6 +577,8 @@ class Upload:
         #: part number -> (raw checksum, size), for the full-object checksum.
         self._checksums: dict[int, tuple[bytes, int]] = {}
         self._finished = False
+        self._failure: BaseException | None = None
+        self._aborted = False
         self._entered = False
         self._writing = False
         self.result: UploadResult | None = None
@@ -602,6 +604,9 @@ class Upload:
         tb: TracebackType | None,
     ) -> None:
         if exc is None:
+            if self._failure is not None:
+                # The block swallowed a failure: completing now would store a truncated object.
+                raise self._failed_earlier()
             await self._guard(self._complete())
             return
         if not self._finished:
@@ -609,6 +614,8 @@ class Upload:
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes to the object; waits while ``concurrency`` parts are in flight."""
+        if self._failure is not None:
+            raise self._failed_earlier()
         if self._finished:
             raise UsageError("this upload is already finished")
         if self._writing:
@@ -618,6 +625,15 @@ class Upload:
             await self._guard(self._write(data))
         finally:
             self._writing = False
+
+    def _failed_earlier(self) -> UploadError:
+        error = UploadError(
+            f"the upload failed earlier ({self._failure!r}) and was not completed",
+            bucket=self.bucket, key=self.key, upload_id=self._state.upload_id,
+            aborted=self._aborted,
+        )
+        error.__cause__ = self._failure
+        return error
 
     async def _write(self, data: object) -> None:
         self._raise_part_error()
@@ -797,12 +813,15 @@ class Upload:
     async def _cleanup(self, cause: BaseException) -> bool:
         """Cancel parts, wait for them, abort the upload. True if nothing is left open."""
         self._finished = True
+        self._failure = cause
         self._state.failed()
         worker = asyncio.create_task(self._abort_within_deadline(), name="s3stream abort")
         cancelled = False
         while not worker.done():
             try:
-                await asyncio.shield(worker)
+                # wait(), unlike shield(), never raises the worker's own error, which must
+                # not replace the one that caused the cleanup.
+                await asyncio.wait({worker})
             except asyncio.CancelledError:
                 # Shielded cleanup: a second cancellation must not leave the upload open.
                 cancelled = True
@@ -812,9 +831,10 @@ class Upload:
             cause.add_note(note)
             logger.warning("s3://%s/%s upload %s: %s", self.bucket, self.key,
                            self._state.upload_id, note)
+        self._aborted = abort_error is None and not worker.cancelled()
         if cancelled and not isinstance(cause, asyncio.CancelledError):
             raise asyncio.CancelledError
-        return abort_error is None and not worker.cancelled()
+        return self._aborted
 
     async def _abort_within_deadline(self) -> None:
         async with asyncio.timeout(self._client._abort_timeout):

@@ -41,6 +41,9 @@ class _BuffersPayload(aiohttp.payload.Payload):
         raise TypeError("a binary request body has no text form")
 
     async def write(self, writer: Any) -> None:
+        # Marked consumed so aiohttp never silently resends the body after a reset:
+        # retries belong to the caller's Retry policy, which re-signs and counts them.
+        self._consumed = True
         for buf in self._value:
             view = memoryview(buf)
             for start in range(0, len(view), _WRITE_SLICE):
@@ -100,20 +103,15 @@ class Transport:
         *,
         operation: str,
     ) -> Response:
-        payload: _BuffersPayload | None = None
-        data: Any = None
-        if body:
-            payload = _BuffersPayload(body, size, self._stall_timeout)
-            data = payload
-        elif method in ("PUT", "POST"):
-            data = b""
+        # Always our payload, even when empty: it is what stops aiohttp's own silent resend.
+        payload = _BuffersPayload(body, size, self._stall_timeout)
         session = self._get_session()
         try:
             async with session.request(
                 method,
                 URL(url, encoded=True),
                 headers=list(headers),
-                data=data,
+                data=payload,
                 timeout=self._timeout,
                 allow_redirects=False,
                 raise_for_status=False,
@@ -124,7 +122,7 @@ class Transport:
                     resp.status, {k.lower(): v for k, v in resp.headers.items()}, content
                 )
         except (aiohttp.ClientError, OSError) as exc:
-            if payload is not None and payload.stalled:
+            if payload.stalled:
                 raise StallError(
                     f"{operation}: no progress sending the body for {self._stall_timeout} s",
                     operation=operation,

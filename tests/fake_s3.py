@@ -13,6 +13,9 @@ It is a test *peer*, so it records and checks what a client really sent:
 * SigV4, verified independently of s3stream's signer over the raw path *as it came
   off the wire* (a client that signs one path and sends another gets 403
   ``SignatureDoesNotMatch``), and ``x-amz-content-sha256`` against the body received;
+* flexible checksums (``x-amz-checksum-crc32c|crc32|sha256``, ``Content-MD5``) against
+  the body received (400 ``BadDigest``), echoed back like S3 does; on Complete the
+  part list's checksums, and the object's FULL_OBJECT or COMPOSITE checksum;
 * how many UploadPart requests are being received at once (``max_in_flight``).
 
 Faults are rules matched in the order they were added, each for ``times`` requests
@@ -21,6 +24,8 @@ Faults are rules matched in the order they were added, each for ``times`` reques
     fake.fail(op="UploadPart", part=3, times=2, status=503, code="SlowDown")
     fake.fail(op="CompleteMultipartUpload", status=200, code="InternalError")  # 200 + <Error>
     fake.reset(op="UploadPart", part=2, after_bytes=1000)     # read some body, drop the TCP link
+    fake.reset(op="CompleteMultipartUpload", after_processing=True)  # do it, lose the answer
+    fake.corrupt(op="UploadPart", part=2)                     # flip a body byte "in transit"
     gate = fake.stall(op="UploadPart", part=2)                # hold until gate.release()
     fake.garbage(op="CreateMultipartUpload", body=b"<notxml")
 
@@ -34,11 +39,13 @@ Leaving ``async with FakeS3() as fake:`` releases every gate and stops the serve
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
 import time
 import xml.etree.ElementTree as ET
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -48,6 +55,11 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+try:
+    import crc32c as _crc32c
+except ImportError:  # pragma: no cover - then CRC32C checksums are accepted unchecked
+    _crc32c = None
 
 MiB = 1 << 20
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -93,6 +105,27 @@ def parse_query(raw_query: str) -> list[tuple[str, str]]:
 
 def md5_etag(data: bytes) -> str:
     return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
+_CHECKSUM_ALGOS = ("crc32c", "crc32", "sha256", "sha1")
+_XML_NAMES = {"crc32c": "ChecksumCRC32C", "crc32": "ChecksumCRC32", "sha256": "ChecksumSHA256",
+              "sha1": "ChecksumSHA1"}
+
+
+def raw_checksum(algorithm: str, data: bytes) -> bytes | None:
+    """The raw digest S3 computes (CRCs as 4 big-endian bytes); None if unavailable."""
+    if algorithm == "crc32":
+        return zlib.crc32(data).to_bytes(4, "big")
+    if algorithm == "crc32c":
+        return None if _crc32c is None else int(_crc32c.crc32c(data)).to_bytes(4, "big")
+    if algorithm in ("sha256", "sha1", "md5"):
+        return hashlib.new(algorithm, data).digest()
+    raise ValueError(algorithm)
+
+
+def b64_checksum(algorithm: str, data: bytes) -> str | None:
+    raw = raw_checksum(algorithm, data)
+    return None if raw is None else base64.b64encode(raw).decode()
 
 
 def _xml(root: str, **children: object) -> bytes:
@@ -169,6 +202,7 @@ class Rule:
     body: bytes = b""
     after_bytes: int = 0
     before_body: bool = False
+    after_processing: bool = False
     hits: int = 0
 
     def matches(self, rec: Recorded) -> bool:
@@ -212,6 +246,11 @@ class _Upload:
     key: str
     initiated: str
     parts: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+    #: From CreateMultipartUpload: x-amz-checksum-algorithm (lower case) and -type.
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None
+    #: part number -> base64 checksum sent with (and verified for) that part.
+    part_checksums: dict[int, str] = field(default_factory=dict)
 
 
 class _Dropped(Exception):
@@ -242,6 +281,9 @@ class FakeS3:
         self.min_part_size = min_part_size
         self.requests: list[Recorded] = []
         self.objects: dict[str, bytes] = {}
+        #: key -> {algorithm: stored checksum} (what HeadObject reports with checksum mode).
+        self.object_checksums: dict[str, dict[str, str]] = {}
+        self.object_etags: dict[str, str] = {}
         self.uploads: dict[str, _Upload] = {}
         self.completed_uploads: set[str] = set()
         self.aborted_uploads: set[str] = set()
@@ -323,9 +365,18 @@ class FakeS3:
                               dict(headers or {}), before_body=before_body))
 
     def reset(self, *, op: str, part: int | None = None, key: str | None = None,
-              times: int | None = 1, after_bytes: int = 0) -> Rule:
-        """Read ``after_bytes`` of the body, then abort the TCP connection."""
-        return self._add(Rule("reset", op, part, key, times, after_bytes=after_bytes))
+              times: int | None = 1, after_bytes: int = 0,
+              after_processing: bool = False) -> Rule:
+        """Read ``after_bytes`` of the body, then abort the TCP connection. With
+        ``after_processing`` the whole request is carried out first and only the
+        answer is lost."""
+        return self._add(Rule("reset", op, part, key, times, after_bytes=after_bytes,
+                              after_processing=after_processing))
+
+    def corrupt(self, *, op: str, part: int | None = None, key: str | None = None,
+                times: int | None = 1) -> Rule:
+        """Flip one byte of the received body before it is checked and stored."""
+        return self._add(Rule("corrupt", op, part, key, times))
 
     def stall(self, *, op: str, part: int | None = None, key: str | None = None,
               times: int | None = None, before_body: bool = False) -> Gate:
@@ -434,18 +485,28 @@ class FakeS3:
         return data
 
     async def _serve(self, request: web.BaseRequest, rec: Recorded) -> web.StreamResponse:
-        matched: list[Rule] = []
+        # Every matching stall and corruption applies; of the answer-deciding rules
+        # (fail, reset, garbage) only the first, and only it spends one of its ``times``.
+        gates: list[Gate] = []
+        corrupt = False
+        terminal: Rule | None = None
         for rule in self.rules:
-            if rule.matches(rec):
-                rule.hits += 1
-                matched.append(rule)
-        gates = [r for r in matched if isinstance(r, Gate)]
-        terminal = next((r for r in matched if not isinstance(r, Gate)), None)
+            if not rule.matches(rec):
+                continue
+            if isinstance(rule, Gate):
+                gates.append(rule)
+            elif rule.kind == "corrupt":
+                corrupt = True
+            elif terminal is None:
+                terminal = rule
+            else:
+                continue
+            rule.hits += 1
 
         for gate in gates:
             if gate.before_body:
                 await gate.hold()
-        if terminal is not None and terminal.kind == "reset":
+        if terminal is not None and terminal.kind == "reset" and not terminal.after_processing:
             await self._read_body(request, rec, limit=terminal.after_bytes)
             rec.outcome = "reset"
             assert request.transport is not None
@@ -454,12 +515,23 @@ class FakeS3:
         if terminal is not None and terminal.kind == "fail" and terminal.before_body:
             return await self._fault(request, rec, terminal)
         body = await self._read_body(request, rec)
+        if corrupt and body:
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
         for gate in gates:
             if not gate.before_body:
                 await gate.hold()
-        if terminal is not None:
+        if terminal is not None and terminal.kind != "reset":
             return await self._fault(request, rec, terminal)
+        response = self._process(request, rec, body)
+        if terminal is not None:  # a reset after processing: the answer is lost
+            rec.outcome, rec.status = "reset-after-processing", None
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=599)
+        return response
 
+    def _process(self, request: web.BaseRequest, rec: Recorded,
+                 body: bytes) -> web.StreamResponse:
         problem = self._check_auth(request, rec, body)
         if problem is not None:
             return self._error(rec, *problem)
@@ -468,7 +540,7 @@ class FakeS3:
         handler = getattr(self, f"_op_{rec.op}", None)
         if handler is None:
             return self._error(rec, 501, "NotImplemented", f"{rec.method} {rec.raw_path}")
-        response: web.StreamResponse = await handler(request, rec, body)
+        response: web.StreamResponse = handler(request, rec, body)
         return response
 
     async def _fault(self, request: web.BaseRequest, rec: Recorded,
@@ -581,80 +653,141 @@ class FakeS3:
         up = self.uploads.get(rec.upload_id or "")
         return up if up is not None and up.key == rec.key else None
 
-    async def _op_PutObject(self, request: web.BaseRequest, rec: Recorded,
-                            body: bytes) -> web.StreamResponse:
-        assert rec.key is not None
-        self.objects[rec.key] = body
-        return self._ok(rec, headers={"ETag": md5_etag(body)})
+    def _store(self, key: str, data: bytes, etag: str, checksums: dict[str, str]) -> None:
+        self.objects[key] = data
+        self.object_etags[key] = etag
+        self.object_checksums[key] = checksums
 
-    async def _op_CreateMultipartUpload(self, request: web.BaseRequest, rec: Recorded,
-                                        body: bytes) -> web.StreamResponse:
+    @staticmethod
+    def _body_checksums(request: web.BaseRequest, body: bytes
+                        ) -> tuple[dict[str, str], tuple[int, str, str] | None]:
+        """Verify every checksum header against the body: ({algo: b64}, problem)."""
+        found: dict[str, str] = {}
+        md5 = request.headers.get("Content-MD5")
+        if md5 is not None and md5 != b64_checksum("md5", body):
+            return found, (400, "BadDigest", "Content-MD5 does not match the body")
+        for algorithm in _CHECKSUM_ALGOS:
+            claimed = request.headers.get(f"x-amz-checksum-{algorithm}")
+            if claimed is None:
+                continue
+            actual = b64_checksum(algorithm, body)
+            if actual is not None and claimed != actual:
+                return found, (400, "BadDigest",
+                               f"x-amz-checksum-{algorithm} does not match the body")
+            found[algorithm] = claimed
+        return found, None
+
+    def _op_PutObject(self, request: web.BaseRequest, rec: Recorded,
+                      body: bytes) -> web.Response:
         assert rec.key is not None
+        checksums, problem = self._body_checksums(request, body)
+        if problem is not None:
+            return self._error(rec, *problem)
+        etag = md5_etag(body)
+        self._store(rec.key, body, etag, checksums)
+        return self._ok(rec, headers={"ETag": etag, **{
+            f"x-amz-checksum-{a}": v for a, v in checksums.items()}})
+
+    def _op_CreateMultipartUpload(self, request: web.BaseRequest, rec: Recorded,
+                                  body: bytes) -> web.Response:
+        assert rec.key is not None
+        algorithm = request.headers.get("x-amz-checksum-algorithm")
+        if algorithm is not None and algorithm.lower() not in _CHECKSUM_ALGOS:
+            return self._error(rec, 400, "InvalidRequest", f"checksum algorithm {algorithm}")
+        ctype = request.headers.get("x-amz-checksum-type")
+        if ctype not in (None, "FULL_OBJECT", "COMPOSITE") or (
+                ctype == "FULL_OBJECT" and (algorithm or "").lower() not in ("crc32", "crc32c")):
+            return self._error(rec, 400, "InvalidRequest", f"checksum type {ctype}")
         upload_id = f"fake-upload.{next(self._ids)}_x~y-z"
-        self.uploads[upload_id] = _Upload(upload_id, rec.key, time.strftime(
-            "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
+        self.uploads[upload_id] = _Upload(
+            upload_id, rec.key, time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            checksum_algorithm=algorithm.lower() if algorithm else None,
+            checksum_type=(ctype or "COMPOSITE") if algorithm else None,
+        )
         return self._ok(rec, body=_xml("InitiateMultipartUploadResult", Bucket=self.bucket,
                                         Key=rec.key, UploadId=upload_id),
                         headers={"Content-Type": "application/xml"})
 
-    async def _op_UploadPart(self, request: web.BaseRequest, rec: Recorded,
-                             body: bytes) -> web.StreamResponse:
+    def _op_UploadPart(self, request: web.BaseRequest, rec: Recorded,
+                       body: bytes) -> web.Response:
         up = self._upload_for(rec)
         if up is None:
             return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
         if rec.part is None or not 1 <= rec.part <= 10_000:
             return self._error(rec, 400, "InvalidArgument", "partNumber must be 1..10000")
+        checksums, problem = self._body_checksums(request, body)
+        if problem is not None:
+            return self._error(rec, *problem)
+        if up.checksum_algorithm is not None:
+            sent = checksums.get(up.checksum_algorithm)
+            if sent is None:
+                return self._error(rec, 400, "InvalidRequest",
+                                   f"the upload was created with {up.checksum_algorithm}: "
+                                   "the part needs that checksum")
+            up.part_checksums[rec.part] = sent
         etag = md5_etag(body)
         up.parts[rec.part] = (etag, body)
-        return self._ok(rec, headers={"ETag": etag})
+        return self._ok(rec, headers={"ETag": etag, **{
+            f"x-amz-checksum-{a}": v for a, v in checksums.items()}})
 
-    async def _op_CompleteMultipartUpload(self, request: web.BaseRequest, rec: Recorded,
-                                          body: bytes) -> web.StreamResponse:
+    def _op_CompleteMultipartUpload(self, request: web.BaseRequest, rec: Recorded,
+                                    body: bytes) -> web.Response:
         up = self._upload_for(rec)
         if up is None:
             return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
         try:
             root = ET.fromstring(body)
-            listed = [
-                (int(next(c.text for c in p if _local(c.tag) == "PartNumber") or ""),
-                 next(c.text for c in p if _local(c.tag) == "ETag") or "")
-                for p in root if _local(p.tag) == "Part"
-            ]
-        except (ET.ParseError, StopIteration, ValueError):
+            listed = [{_local(c.tag): c.text or "" for c in p}
+                      for p in root if _local(p.tag) == "Part"]
+            numbers = [int(p["PartNumber"]) for p in listed]
+            etags = [p["ETag"] for p in listed]
+        except (ET.ParseError, KeyError, ValueError):
             return self._error(rec, 400, "MalformedXML", "unreadable part list")
         if _local(root.tag) != "CompleteMultipartUpload" or not listed:
             return self._error(rec, 400, "MalformedXML", "no parts listed")
-        numbers = [n for n, _ in listed]
         if numbers != sorted(set(numbers)):
             return self._error(rec, 400, "InvalidPartOrder", "parts must be ascending")
+        algorithm = up.checksum_algorithm
         chunks: list[bytes] = []
-        for i, (number, etag) in enumerate(listed):
+        for i, (number, etag, item) in enumerate(zip(numbers, etags, listed, strict=True)):
             stored = up.parts.get(number)
             if stored is None or stored[0].strip('"') != etag.strip('"'):
                 return self._error(rec, 400, "InvalidPart", f"part {number} / {etag}")
+            if algorithm is not None and \
+                    item.get(_XML_NAMES[algorithm]) != up.part_checksums.get(number):
+                return self._error(rec, 400, "InvalidPart", f"part {number}: checksum differs")
             if i < len(listed) - 1 and len(stored[1]) < self.min_part_size:
                 return self._error(rec, 400, "EntityTooSmall", f"part {number} is too small")
             chunks.append(stored[1])
         data = b"".join(chunks)
+        checksums: dict[str, str] = {}
+        extra: dict[str, str] = {}
+        if algorithm is not None:
+            if up.checksum_type == "FULL_OBJECT":
+                value = b64_checksum(algorithm, data)
+            else:
+                raws = [base64.b64decode(up.part_checksums[n]) for n in numbers]
+                digest = b64_checksum(algorithm, b"".join(raws))
+                value = None if digest is None else f"{digest}-{len(numbers)}"
+            claimed = request.headers.get(f"x-amz-checksum-{algorithm}")
+            if claimed is not None and value is not None and claimed != value:
+                return self._error(rec, 400, "BadDigest", "the object's checksum differs")
+            if value is not None:
+                checksums[algorithm] = value
+                extra = {_XML_NAMES[algorithm]: value, "ChecksumType": up.checksum_type or ""}
         digests = b"".join(hashlib.md5(c).digest() for c in chunks)
         etag = f'"{hashlib.md5(digests).hexdigest()}-{len(chunks)}"'
-        self.objects[up.key] = data
+        self._store(up.key, data, etag, checksums)
         del self.uploads[up.upload_id]
         self.completed_uploads.add(up.upload_id)
-        # Like S3: 200 at once, whitespace while "assembling", then the result.
-        rec.status, rec.outcome = 200, "ok"
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/xml",
-                                                       "x-amz-request-id": f"REQ{rec.seq}"})
-        await resp.prepare(request)
-        await resp.write(b" \n")
-        await resp.write(_xml("CompleteMultipartUploadResult",
-                              Location=f"{self.endpoint}/{self.bucket}/{s3_encode(up.key)}",
-                              Bucket=self.bucket, Key=up.key, ETag=etag))
-        await resp.write_eof()
-        return resp
+        location = f"{self.endpoint}/{self.bucket}/{s3_encode(up.key)}"
+        # Like S3, which sends 200 at once and whitespace while it assembles the object.
+        return self._ok(rec, body=b" \n" + _xml(
+            "CompleteMultipartUploadResult", Location=location, Bucket=self.bucket,
+            Key=up.key, ETag=etag, **extra), headers={"Content-Type": "application/xml"})
 
-    async def _op_AbortMultipartUpload(self, request: web.BaseRequest, rec: Recorded,
-                                       body: bytes) -> web.StreamResponse:
+    def _op_AbortMultipartUpload(self, request: web.BaseRequest, rec: Recorded,
+                                 body: bytes) -> web.Response:
         up = self._upload_for(rec)
         if up is None:
             return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
@@ -662,8 +795,8 @@ class FakeS3:
         self.aborted_uploads.add(up.upload_id)
         return self._ok(rec, status=204)
 
-    async def _op_ListParts(self, request: web.BaseRequest, rec: Recorded,
-                            body: bytes) -> web.StreamResponse:
+    def _op_ListParts(self, request: web.BaseRequest, rec: Recorded,
+                      body: bytes) -> web.Response:
         up = self._upload_for(rec)
         if up is None:
             return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
@@ -678,8 +811,8 @@ class FakeS3:
                "</ListPartsResult>")
         return self._ok(rec, body=xml.encode(), headers={"Content-Type": "application/xml"})
 
-    async def _op_ListMultipartUploads(self, request: web.BaseRequest, rec: Recorded,
-                                       body: bytes) -> web.StreamResponse:
+    def _op_ListMultipartUploads(self, request: web.BaseRequest, rec: Recorded,
+                                 body: bytes) -> web.Response:
         prefix = rec.query_dict().get("prefix", "")
         items = "".join(
             f"<Upload><Key>{escape(u.key)}</Key><UploadId>{escape(u.upload_id)}</UploadId>"
@@ -692,23 +825,35 @@ class FakeS3:
                f"{items}</ListMultipartUploadsResult>")
         return self._ok(rec, body=xml.encode(), headers={"Content-Type": "application/xml"})
 
-    async def _op_HeadObject(self, request: web.BaseRequest, rec: Recorded,
-                             body: bytes) -> web.StreamResponse:
+    def _object_headers(self, request: web.BaseRequest, key: str) -> dict[str, str]:
+        headers = {"ETag": self.object_etags[key]}
+        if request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            for algorithm, value in self.object_checksums.get(key, {}).items():
+                headers[f"x-amz-checksum-{algorithm}"] = value
+        return headers
+
+    def _op_HeadObject(self, request: web.BaseRequest, rec: Recorded,
+                       body: bytes) -> web.StreamResponse:
         data = self.objects.get(rec.key or "")
         if data is None:
             return self._error(rec, 404, "NotFound")
+        assert rec.key is not None
         rec.status, rec.outcome = 200, "ok"
-        return web.Response(status=200, headers={
-            "ETag": md5_etag(data), "Content-Length": str(len(data))})
+        resp = web.StreamResponse(status=200, headers=self._object_headers(request, rec.key))
+        resp.content_length = len(data)  # a HEAD answer has the length but no body
+        return resp
 
-    async def _op_GetObject(self, request: web.BaseRequest, rec: Recorded,
-                            body: bytes) -> web.StreamResponse:
+    def _op_GetObject(self, request: web.BaseRequest, rec: Recorded,
+                      body: bytes) -> web.Response:
         data = self.objects.get(rec.key or "")
         if data is None:
             return self._error(rec, 404, "NoSuchKey", "the object does not exist")
-        return self._ok(rec, body=data, headers={"ETag": md5_etag(data)})
+        assert rec.key is not None
+        return self._ok(rec, body=data, headers=self._object_headers(request, rec.key))
 
-    async def _op_DeleteObject(self, request: web.BaseRequest, rec: Recorded,
-                               body: bytes) -> web.StreamResponse:
+    def _op_DeleteObject(self, request: web.BaseRequest, rec: Recorded,
+                         body: bytes) -> web.Response:
         self.objects.pop(rec.key or "", None)
+        self.object_etags.pop(rec.key or "", None)
+        self.object_checksums.pop(rec.key or "", None)
         return self._ok(rec, status=204)

@@ -12,10 +12,10 @@ from typing import Any
 
 import crc32c
 import pytest
+from support import UnevenStream, read_back, sha256
 
 from s3stream import Credentials, S3Client, S3ResponseError, UploadError, UsageError
 from s3stream.testing import LocalS3
-from support import UnevenStream, read_back, sha256
 
 MiB = 1 << 20
 pytestmark = pytest.mark.real_s3

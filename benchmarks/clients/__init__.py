@@ -28,11 +28,15 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("source", "source_peer", signing="-", note="only consumes the generator"),
-    Variant("s3stream", "s3stream_peer", {"sign_payload": False}),
-    Variant("s3stream-signed", "s3stream_peer", {"sign_payload": True}, signing="signed"),
+    # checksum=None explicitly: S3Client's default adds an integrity checksum.
+    Variant("s3stream", "s3stream_peer", {"sign_payload": False, "checksum": None}),
+    Variant("s3stream-signed", "s3stream_peer", {"sign_payload": True, "checksum": None},
+            signing="signed"),
     Variant("s3stream-checksum", "s3stream_peer", {"sign_payload": False},
-            checksum="(from --kwargs)",
-            note="pass e.g. --kwargs '{\"checksum\": \"crc32c\"}'"),
+            checksum="(--kwargs)", note="checksum= from --kwargs (run.py: --checksum)"),
+    Variant("s3stream-signed-checksum", "s3stream_peer", {"sign_payload": True},
+            signing="signed", checksum="(--kwargs)",
+            note="checksum= from --kwargs (run.py: --checksum)"),
     Variant("obstore", "obstore_peer", {"unsigned_payload": True}),
     Variant("obstore-signed", "obstore_peer", {"unsigned_payload": False}, signing="signed"),
     Variant("aiobotocore", "aiobotocore_peer", {}, signing="signed", checksum="crc32",

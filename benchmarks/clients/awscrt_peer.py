@@ -42,5 +42,9 @@ def run(cfg: Any) -> dict[str, Any]:
                                part_size=cfg.part_size, on_headers=on_headers,
                                max_active_connections_override=cfg.concurrency)
     meta.finished_future.result()
+    del meta, request
+    shutdown = client.shutdown_event
+    del client
+    shutdown.wait(10)
     return {"sent": cfg.size, "http_status": status.get("status"),
             "version": awscrt.__version__ if hasattr(awscrt, "__version__") else "?"}

