@@ -218,3 +218,35 @@ async def test_bad_input_sends_nothing(s3: S3Client, bucket: str, boto: Any) -> 
     with pytest.raises(TypeError):
         await s3.upload(bucket, "x", 12345, part_size=5 * MiB)  # type: ignore[arg-type]
     assert "Contents" not in boto.list_objects_v2(Bucket=bucket)
+
+
+async def test_borrowed_session_is_not_closed(
+    s3stream_local_s3: LocalS3, bucket: str, boto: Any
+) -> None:
+    import aiohttp
+
+    # raise_for_status=True on the caller's session must not hide S3's XML error from us.
+    async with aiohttp.ClientSession(raise_for_status=True) as session:
+        async with S3Client(endpoint=s3stream_local_s3.endpoint, region="us-east-1",
+                            credentials=s3stream_local_s3.credentials, session=session) as s3:
+            await s3.upload(bucket, "borrowed.bin", b"via a borrowed session")
+        assert not session.closed
+        bad = Credentials(s3stream_local_s3.credentials.access_key_id, "wrong")
+        async with S3Client(endpoint=s3stream_local_s3.endpoint, region="us-east-1",
+                            credentials=bad, session=session) as s3:
+            with pytest.raises(S3ResponseError) as info:
+                await s3.upload(bucket, "denied.bin", b"x")
+        assert info.value.code == "SignatureDoesNotMatch"
+        assert not session.closed
+    assert read_back(boto, bucket, "borrowed.bin") == b"via a borrowed session"
+
+
+async def test_owned_session_is_closed(s3stream_local_s3: LocalS3, bucket: str) -> None:
+    s3 = S3Client(endpoint=s3stream_local_s3.endpoint, credentials=s3stream_local_s3.credentials)
+    await s3.upload(bucket, "owned.bin", b"x")
+    session = s3._transport._session
+    assert session is not None and not session.closed
+    await s3.aclose()
+    assert session.closed
+    with pytest.raises(UsageError, match="closed"):
+        await s3.upload(bucket, "after.bin", b"x")
