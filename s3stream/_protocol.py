@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from . import _xml
@@ -28,6 +29,7 @@ from ._sigv4 import encode_path, encode_query
 from .exceptions import S3ResponseError, UsageError
 
 Headers = tuple[tuple[str, str], ...]
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- addresses
 
@@ -291,20 +293,27 @@ def read_etag(request: Request, response: Response) -> str:
     return etag
 
 
-def read_create(request: Request, response: Response) -> str:
-    check(request, response)
-    try:
-        return _xml.parse_initiate(response.body)
-    except _xml.MalformedXML as exc:
-        raise malformed(request, response, exc) from None
+def _xml_reader(parse: Callable[[bytes], T]) -> Callable[[Request, Response], T]:
+    """A reader for a success answer whose body is the XML document ``parse`` reads."""
+
+    def read(request: Request, response: Response) -> T:
+        check(request, response)
+        try:
+            return parse(response.body)
+        except _xml.MalformedXML as exc:
+            raise malformed(request, response, exc) from None
+
+    return read
+
+
+read_create = _xml_reader(_xml.parse_initiate)
+read_list_uploads = _xml_reader(_xml.parse_list_uploads)
+read_list_parts = _xml_reader(_xml.parse_list_parts)
+_read_complete_body = _xml_reader(_xml.parse_complete)
 
 
 def read_complete(request: Request, response: Response) -> _xml.CompleteResult:
-    check(request, response)
-    try:
-        result = _xml.parse_complete(response.body)
-    except _xml.MalformedXML as exc:
-        raise malformed(request, response, exc) from None
+    result = _read_complete_body(request, response)
     if isinstance(result, _xml.ErrorBody):
         # 200 OK with <Error>: S3 may fail after it has started answering.
         raise error_from(request, response, result)
@@ -319,22 +328,6 @@ def read_abort(request: Request, response: Response) -> None:
         if err is None or err.code == "NoSuchUpload":
             return
     check(request, response)
-
-
-def read_list_uploads(request: Request, response: Response) -> _xml.UploadsPage:
-    check(request, response)
-    try:
-        return _xml.parse_list_uploads(response.body)
-    except _xml.MalformedXML as exc:
-        raise malformed(request, response, exc) from None
-
-
-def read_list_parts(request: Request, response: Response) -> _xml.PartsPage:
-    check(request, response)
-    try:
-        return _xml.parse_list_parts(response.body)
-    except _xml.MalformedXML as exc:
-        raise malformed(request, response, exc) from None
 
 
 # ----------------------------------------------------------------- the state machine

@@ -127,6 +127,10 @@ def parse_error(body: bytes) -> ErrorBody | None:
         return None
     if root != "Error":
         return None
+    return _error_body(content)
+
+
+def _error_body(content: Mapping[str, Any]) -> ErrorBody:
     return ErrorBody(
         code=_text(content, "Code") or "UnknownError",
         message=_text(content, "Message") or "",
@@ -149,11 +153,7 @@ def parse_complete(body: bytes) -> CompleteResult | ErrorBody:
     """The Complete answer: a result, or the ``<Error>`` S3 may send with ``200 OK``."""
     root, content = parse(body)
     if root == "Error":
-        return ErrorBody(
-            code=_text(content, "Code") or "UnknownError",
-            message=_text(content, "Message") or "",
-            request_id=_text(content, "RequestId"),
-        )
+        return _error_body(content)
     if root != "CompleteMultipartUploadResult":
         raise MalformedXML(f"expected <CompleteMultipartUploadResult>, got <{root}>")
     checksums = {n: v for n in _CHECKSUM_NAMES if (v := _text(content, n))}
