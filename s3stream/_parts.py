@@ -201,6 +201,9 @@ def as_buffer(chunk: object) -> Buffer:
     """A chunk as an immutable buffer we may keep, or TypeError for non-bytes."""
     if isinstance(chunk, bytes):
         return chunk
+    if isinstance(chunk, memoryview) and isinstance(chunk.obj, bytes) and chunk.c_contiguous:
+        # A view of immutable bytes cannot change under us: keep it, no copy.
+        return chunk.cast("B") if chunk.format != "B" or chunk.ndim != 1 else chunk
     if isinstance(chunk, bytearray | memoryview):
         return bytes(chunk)
     if isinstance(chunk, str):

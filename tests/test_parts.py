@@ -153,3 +153,12 @@ def test_part_size_out_of_range(bad: object) -> None:
     with pytest.raises(UsageError):
         plan(size=None, part_size=bad)  # type: ignore[arg-type]
     assert issubclass(UsageError, ValueError)
+
+
+def test_views_of_bytes_are_not_copied() -> None:
+    data = bytes(100)
+    view = memoryview(data)[10:50]
+    kept = as_buffer(view)
+    assert isinstance(kept, memoryview) and kept.obj is data and len(kept) == 40
+    shaped = memoryview(bytes(64)).cast("I")
+    assert len(as_buffer(shaped)) == 64  # counted in bytes, not items
