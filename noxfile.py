@@ -32,3 +32,13 @@ def demo(session: nox.Session) -> None:
     """Stream 1 GiB into a local S3, read it back, print throughput and peak memory."""
     session.install("-e", ".[test]")
     session.run("python", "examples/demo.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """s3stream vs its peers: throughput, CPU, memory, loop stalls (~10 min on 2 cores).
+
+    Options after ``--``, e.g. ``nox -s bench -- --quick``.
+    """
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -59,6 +59,22 @@ def _status_kib(field: str) -> int:
     return 0
 
 
+def _thread_cpu() -> dict[str, tuple[str, float, float]]:
+    """CPU seconds (user, sys) of every thread of this process, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        out[tid] = (name, int(fields[11]) / tick, int(fields[12]) / tick)
+    return out
+
+
 def _reset_peak_rss() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -74,13 +90,21 @@ class Ticker:
     def __init__(self, interval: float = 0.001) -> None:
         self.interval = interval
         self.lateness: list[float] = []
+        #: (lateness, CPU time of the loop's thread in that interval) of the worst tick: a
+        #: stall with little CPU means the thread was preempted (CPU contention), one with
+        #: as much CPU as lateness means code held the loop.
+        self.worst = (0.0, 0.0)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             due = loop.time() + self.interval
+            cpu = time.thread_time()
             await asyncio.sleep(self.interval)
-            self.lateness.append(loop.time() - due)
+            late = loop.time() - due
+            self.lateness.append(late)
+            if late > self.worst[0]:
+                self.worst = (late, time.thread_time() - cpu)
 
     def summary(self) -> dict[str, Any]:
         late = sorted(self.lateness)
@@ -89,6 +113,7 @@ class Ticker:
         return {
             "ticks": len(late),
             "stall_max_ms": late[-1] * 1e3,
+            "stall_max_loop_cpu_ms": self.worst[1] * 1e3,
             "stall_p99_ms": late[int(len(late) * 0.99) - 1 if len(late) > 1 else 0] * 1e3,
             "stall_p50_ms": late[len(late) // 2] * 1e3,
             "stalls_over_5ms": sum(1 for x in late if x > 0.005),
@@ -96,7 +121,12 @@ class Ticker:
         }
 
 
-async def _run_async(module: Any, cfg: Config, ticker: Ticker | None) -> dict[str, Any]:
+async def _run_async(module: Any, cfg: Config, ticker: Ticker | None,
+                     workers: int | None) -> dict[str, Any]:
+    if workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers))
     tick_task = asyncio.create_task(ticker.run()) if ticker else None
     try:
         return dict(await module.run(cfg))
@@ -122,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ticker", action="store_true", help="measure event-loop stalls")
     p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     p.add_argument("--profile", metavar="FILE", help="cProfile the upload into FILE")
+    p.add_argument("--workers", type=int, default=None,
+                   help="size of the event loop's default executor (asyncio.to_thread)")
+    p.add_argument("--preload", metavar="FILE", action="append", default=[],
+                   help="run this Python file first (experiments: patch a client to A/B it)")
     args = p.parse_args(argv)
 
     variant = VARIANTS[args.client]
@@ -132,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         "kwargs": json.loads(args.kwargs), "ok": False,
     }
     try:
+        for path in args.preload:
+            with open(path) as f:
+                exec(compile(f.read(), path, "exec"), {"__name__": "__preload__"})
+        out["preload"] = args.preload
         module = load(variant)
         options = {**variant.options, **json.loads(args.kwargs)}
         cfg = Config(args.endpoint, args.bucket, args.key, args.size, args.part_size,
@@ -148,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 runner = asyncio.run
 
             def call() -> dict[str, Any]:
-                return dict(runner(_run_async(module, cfg, ticker)))
+                return dict(runner(_run_async(module, cfg, ticker, args.workers)))
         else:
             def call() -> dict[str, Any]:
                 return dict(module.run(cfg))
@@ -160,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             import cProfile
 
             profiler = cProfile.Profile()
+        threads0 = _thread_cpu()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         if profiler is not None:
@@ -169,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             profiler.disable()
         wall = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        threads1 = _thread_cpu()
         if profiler is not None:
             profiler.dump_stats(args.profile)
         user = ru1.ru_utime - ru0.ru_utime
@@ -182,6 +222,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         if ticker is not None:
             out.update(ticker.summary())
+        # Where the CPU went, by thread (the loop's thread is the process's main thread;
+        # threads that ended during the upload are missing here but in cpu_s).
+        main_tid = str(os.getpid())
+        by_thread = []
+        for tid, (name, user1, sys1) in threads1.items():
+            _, user0, sys0 = threads0.get(tid, (name, 0.0, 0.0))
+            cpu = user1 - user0 + sys1 - sys0
+            if cpu > 0:
+                by_thread.append({"thread": "main" if tid == main_tid else name,
+                                  "user_s": round(user1 - user0, 3),
+                                  "sys_s": round(sys1 - sys0, 3)})
+        out["threads"] = sorted(by_thread, key=lambda t: -(t["user_s"] + t["sys_s"]))
     except BaseException as exc:  # a peer that cannot run is a row, not a crash
         out["error"] = f"{type(exc).__name__}: {exc}"[:2000]
         out["traceback"] = traceback.format_exc()[-4000:]
