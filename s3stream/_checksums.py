@@ -48,6 +48,18 @@ def fast_crc32c_available() -> bool:
     return _crc32c_extend is not None
 
 
+def running_crc(algorithm: str | None) -> Callable[[Buffer, int], int] | None:
+    """A CRC cheap enough to run on the event loop as bytes arrive (native CRC32C only)."""
+    if algorithm != "crc32c" or _crc32c_extend is None:
+        return None
+    extend = _crc32c_extend
+
+    def update(data: Buffer, crc: int) -> int:
+        return extend(crc, data)
+
+    return update
+
+
 def default_algorithm() -> str:
     """CRC32C where a native implementation is installed, else zlib's CRC32: both are
     verified by S3 and both run at memory speed, so integrity costs almost nothing."""

@@ -55,7 +55,7 @@ T = TypeVar("T")
 _INLINE_HASH_LIMIT = 64 * 1024
 #: CRCs run at memory speed (native CRC32C ~20 GB/s, zlib CRC32 ~5 GB/s here): up to these
 #: sizes, computing one on the loop takes under ~2 ms, less than a thread hop costs overall.
-_INLINE_CRC_LIMIT = {"crc32c": 32 << 20, "crc32": 8 << 20}
+_INLINE_CRC_LIMIT = {"crc32c": 1 << 20, "crc32": 1 << 20}
 #: The longest stretch (seconds) a producer runs without giving the loop a turn.
 _PRODUCER_SLICE = 0.001
 #: How much a file source reads per call (in a worker thread).
@@ -591,7 +591,7 @@ class Upload:
         self._opts = options
         self.bucket = options.bucket
         self.key = options.key
-        self._cutter = PartCutter(sizer)
+        self._cutter = PartCutter(sizer, crc=cks.running_crc(options.algorithm))
         self._state = proto.MultipartState(options.bucket, options.key)
         self._slots = asyncio.Semaphore(options.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -709,7 +709,12 @@ class Upload:
         assert upload_id is not None
         algorithm = self._opts.algorithm
         try:
-            digest = await self._client._digest(part.chunks, part.size, algorithm)
+            if part.crc is not None:
+                # The cutter already computed the CRC while the bytes were hot.
+                digest = await self._client._digest(part.chunks, part.size, None)
+                digest = cks.PartDigest(digest.sha256_hex, part.crc.to_bytes(4, "big"))
+            else:
+                digest = await self._client._digest(part.chunks, part.size, algorithm)
             headers: proto.Headers = ()
             if algorithm is not None and digest.checksum_b64 is not None:
                 headers = ((cks.header_name(algorithm), digest.checksum_b64),)

@@ -11,7 +11,7 @@ inside (or exactly at the end of) the first part is known to be a single PutObje
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .exceptions import UsageError
@@ -116,6 +116,8 @@ class Part:
     number: int
     chunks: Sequence[Buffer]
     size: int
+    #: The part's CRC, when the cutter was given a CRC function to run as bytes arrive.
+    crc: int | None = None
 
     def to_bytes(self) -> bytes:
         return b"".join(self.chunks)
@@ -133,7 +135,7 @@ class PartCutter:
     without copying; mutable buffers are copied, because callers reuse them.
     """
 
-    def __init__(self, sizer: PartSizer) -> None:
+    def __init__(self, sizer: PartSizer, crc: Callable[[Buffer, int], int] | None = None) -> None:
         self._sizer = sizer
         self._limits = sizer.limits
         self._pending: deque[Buffer] = deque()
@@ -141,6 +143,13 @@ class PartCutter:
         self._next_number = 1
         self._target = sizer.size_of(1)
         self.total = 0
+        # A running CRC is kept per part while its bytes are still hot in the CPU cache
+        # (just produced by the source): a later pass would read them from memory again.
+        self._crc = crc
+        self._crcs: deque[int] = deque()
+        self._crc_value = 0
+        self._crc_filled = 0
+        self._crc_target = self._target
 
     @property
     def parts_emitted(self) -> int:
@@ -159,6 +168,8 @@ class PartCutter:
             )
         self._pending.append(view)
         self._pending_size += n
+        if self._crc is not None:
+            self._run_crc(view)
         out: list[Part] = []
         while self._pending_size > self._target:
             if self._next_number >= self._limits.max_parts:
@@ -174,7 +185,24 @@ class PartCutter:
     def finish(self) -> Part | None:
         if self._pending_size == 0:
             return None
+        if self._crc is not None and self._crc_filled:
+            self._crcs.append(self._crc_value)
+            self._crc_filled = 0
         return self._cut(self._pending_size)
+
+    def _run_crc(self, view: Buffer) -> None:
+        assert self._crc is not None
+        start, n = 0, len(view)
+        while start < n:
+            take = min(self._crc_target - self._crc_filled, n - start)
+            piece = view[start : start + take] if take != n else view
+            self._crc_value = self._crc(piece, self._crc_value)
+            self._crc_filled += take
+            start += take
+            if self._crc_filled == self._crc_target:
+                self._crcs.append(self._crc_value)
+                self._crc_value = self._crc_filled = 0
+                self._crc_target = self._sizer.size_of(len(self._crcs) + self._next_number)
 
     def _cut(self, size: int) -> Part:
         taken: list[Buffer] = []
@@ -191,7 +219,8 @@ class PartCutter:
                 self._pending[0] = mv[remaining:]
                 remaining = 0
         self._pending_size -= size
-        part = Part(self._next_number, taken, size)
+        crc = self._crcs.popleft() if self._crc is not None else None
+        part = Part(self._next_number, taken, size, crc)
         self._next_number += 1
         self._target = self._sizer.size_of(self._next_number)
         return part

@@ -49,7 +49,9 @@ def cut_all(chunks: list[bytes], sizer: PartSizer) -> list[bytes]:
     part_size=st.integers(min_value=4, max_value=16),
 )
 def test_fixed_parts_rejoin_and_are_equal(chunks: list[bytes], part_size: int) -> None:
-    parts = cut_all(chunks, PartSizer(part_size, limits=TINY))
+    # 30 chunks of 40 bytes in parts of 4 need up to 300 parts: more than TINY allows.
+    roomy = Limits(min_part_size=4, max_part_size=64, max_parts=10_000, max_object_size=1 << 20)
+    parts = cut_all(chunks, PartSizer(part_size, limits=roomy))
     data = b"".join(chunks)
     assert b"".join(parts) == data
     assert all(len(p) == part_size for p in parts[:-1])
@@ -162,3 +164,21 @@ def test_views_of_bytes_are_not_copied() -> None:
     assert isinstance(kept, memoryview) and kept.obj is data and len(kept) == 40
     shaped = memoryview(bytes(64)).cast("I")
     assert len(as_buffer(shaped)) == 64  # counted in bytes, not items
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(st.binary(min_size=0, max_size=40), max_size=30),
+    part_size=st.integers(min_value=4, max_value=16),
+    grow=st.booleans(),
+)
+def test_running_crc_matches_each_part(chunks: list[bytes], part_size: int, grow: bool) -> None:
+    import zlib
+
+    sizer = PartSizer(part_size, grow=grow, limits=Limits(4, 64, 10_000, 1 << 20, 64))
+    cutter = PartCutter(sizer, crc=lambda data, crc: zlib.crc32(data, crc))
+    parts = [p for c in chunks for p in cutter.feed(c)]
+    last = cutter.finish()
+    parts += [last] if last else []
+    for part in parts:
+        assert part.crc == zlib.crc32(part.to_bytes())
