@@ -12,12 +12,14 @@ bounded by ``abort_timeout``, and it never replaces the error that caused it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import io
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +58,8 @@ _INLINE_HASH_LIMIT = 64 * 1024
 #: CRCs run at memory speed (native CRC32C ~20 GB/s, zlib CRC32 ~5 GB/s here): up to these
 #: sizes, computing one on the loop takes under ~2 ms, less than a thread hop costs overall.
 _INLINE_CRC_LIMIT = {"crc32c": 1 << 20, "crc32": 1 << 20}
+#: Niceness added to hashing threads (Linux): hashing soaks up idle CPU, never the loop's.
+_HASH_THREAD_NICE = 10
 #: The longest stretch (seconds) a producer runs without giving the loop a turn.
 _PRODUCER_SLICE = 0.001
 #: How much a file source reads per call (in a worker thread).
@@ -125,6 +129,12 @@ def _sha256_hex(chunks: Sequence[Buffer]) -> str:
     for chunk in chunks:
         h.update(chunk)
     return h.hexdigest()
+
+
+def _lower_thread_priority() -> None:
+    # On Linux, PRIO_PROCESS with a thread id renices just that thread; elsewhere, skip.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _HASH_THREAD_NICE)
 
 
 def _check_concurrency(concurrency: object) -> int:
@@ -248,10 +258,11 @@ class S3Client:
 
     def _hash_pool(self) -> ThreadPoolExecutor:
         if self._hasher is None:
-            # One core fewer than the machine has: the event loop keeps a core to send on,
-            # and more hashing threads than cores only stall the loop.
-            workers = max(1, min(8, (os.cpu_count() or 2) - 1))
-            self._hasher = ThreadPoolExecutor(workers, thread_name_prefix="s3stream-hash")
+            # As many threads as cores (more only queue), at a lower priority: the event
+            # loop thread, which serves the caller's other requests, wins a contended core.
+            workers = max(1, min(8, os.cpu_count() or 2))
+            self._hasher = ThreadPoolExecutor(workers, thread_name_prefix="s3stream-hash",
+                                              initializer=_lower_thread_priority)
         return self._hasher
 
     def _hash_for(self, digest: cks.PartDigest, size: int) -> str:
