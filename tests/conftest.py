@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import boto3
-import botocore.config
 import pytest
+from support import boto_client
 
 from s3stream import S3Client
 from s3stream.testing import LocalS3
@@ -16,17 +15,7 @@ from s3stream.testing import LocalS3
 @pytest.fixture(scope="session")
 def boto(s3stream_local_s3: LocalS3) -> Any:
     """An independent S3 client (boto3) used as the oracle that reads back what we wrote."""
-    creds = s3stream_local_s3.credentials
-    return boto3.client(
-        "s3",
-        endpoint_url=s3stream_local_s3.endpoint,
-        region_name=s3stream_local_s3.region,
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        config=botocore.config.Config(
-            s3={"addressing_style": "path"}, retries={"max_attempts": 1}
-        ),
-    )
+    return boto_client(s3stream_local_s3)
 
 
 @pytest.fixture

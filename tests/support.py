@@ -7,6 +7,26 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+import boto3
+import botocore.config
+
+from s3stream import Credentials
+from s3stream.testing import LocalS3
+
+
+def boto_client(server: LocalS3, credentials: Credentials | None = None) -> Any:
+    """boto3, the independent oracle that reads back what s3stream wrote (path-style)."""
+    creds = credentials or server.credentials
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name=server.region,
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        config=botocore.config.Config(s3={"addressing_style": "path"},
+                                      retries={"max_attempts": 1}),
+    )
+
 
 def read_back(boto: Any, bucket: str, key: str) -> bytes:
     body: bytes = boto.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -7,12 +7,10 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import boto3
-import botocore.config
 import pytest
 from botocore.exceptions import ClientError
+from support import boto_client
 
 from s3stream import testing as s3testing
 from s3stream._credentials import Credentials
@@ -35,18 +33,6 @@ def s3stream_local_s3(server: LocalS3) -> LocalS3:
     return server
 
 
-def _boto(s3: LocalS3, credentials: Credentials | None = None) -> Any:
-    creds = credentials or s3.credentials
-    return boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        region_name=s3.region,
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
-
-
 def _port(s3: LocalS3) -> int:
     return int(s3.endpoint.rsplit(":", 1)[1])
 
@@ -58,12 +44,12 @@ def test_endpoint_is_loopback(server: LocalS3) -> None:
 
 
 def test_list_buckets_shows_requested_bucket(server: LocalS3) -> None:
-    names = [b["Name"] for b in _boto(server).list_buckets()["Buckets"]]
+    names = [b["Name"] for b in boto_client(server).list_buckets()["Buckets"]]
     assert "alpha" in names
 
 
 def test_put_and_get_object(server: LocalS3) -> None:
-    client = _boto(server)
+    client = boto_client(server)
     body = os.urandom(100_000)
     client.put_object(Bucket="alpha", Key="dir/object.bin", Body=body)
     got = client.get_object(Bucket="alpha", Key="dir/object.bin")
@@ -73,7 +59,7 @@ def test_put_and_get_object(server: LocalS3) -> None:
 def test_wrong_secret_is_rejected(server: LocalS3) -> None:
     wrong = Credentials(server.credentials.access_key_id, "not-the-secret")
     with pytest.raises(ClientError) as info:
-        _boto(server, wrong).list_buckets()
+        boto_client(server, wrong).list_buckets()
     assert info.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
@@ -81,7 +67,7 @@ def test_wrong_secret_is_rejected(server: LocalS3) -> None:
 def test_unknown_access_key_is_rejected(server: LocalS3) -> None:
     stranger = Credentials("AKIDSOMEBODYELSE0001", server.credentials.secret_access_key)
     with pytest.raises(ClientError) as info:
-        _boto(server, stranger).list_buckets()
+        boto_client(server, stranger).list_buckets()
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
@@ -89,7 +75,7 @@ def test_create_bucket_is_idempotent(server: LocalS3) -> None:
     server.create_bucket("alpha")
     server.create_bucket("beta-bucket")
     server.create_bucket("beta-bucket")
-    names = [b["Name"] for b in _boto(server).list_buckets()["Buckets"]]
+    names = [b["Name"] for b in boto_client(server).list_buckets()["Buckets"]]
     assert {"alpha", "beta-bucket"} <= set(names)
 
 
@@ -105,7 +91,7 @@ _fixture_bucket_names: list[str] = []
 def test_bucket_fixture_gives_fresh_bucket(server: LocalS3, s3stream_bucket: str) -> None:
     assert s3stream_bucket.startswith("test-")
     assert s3stream_bucket == s3stream_bucket.lower()
-    client = _boto(server)
+    client = boto_client(server)
     assert client.list_objects_v2(Bucket=s3stream_bucket)["KeyCount"] == 0
     client.put_object(Bucket=s3stream_bucket, Key="k", Body=b"v")
     _fixture_bucket_names.append(s3stream_bucket)
@@ -114,7 +100,7 @@ def test_bucket_fixture_gives_fresh_bucket(server: LocalS3, s3stream_bucket: str
 def test_bucket_fixture_deleted_its_bucket(server: LocalS3) -> None:
     if not _fixture_bucket_names:
         pytest.skip("runs after test_bucket_fixture_gives_fresh_bucket")
-    names = {b["Name"] for b in _boto(server).list_buckets()["Buckets"]}
+    names = {b["Name"] for b in boto_client(server).list_buckets()["Buckets"]}
     assert not names & set(_fixture_bucket_names)
 
 
