@@ -143,6 +143,8 @@ class Transport:
                     f"{operation}: no response data for {self._stall_timeout} s",
                     operation=operation,
                 ) from exc
+            # A certificate or TLS setup failure will not fix itself on a retry.
             raise TransportError(
-                f"{operation}: {type(exc).__name__}: {exc}", operation=operation
+                f"{operation}: {type(exc).__name__}: {exc}", operation=operation,
+                retryable=not isinstance(exc, aiohttp.ClientSSLError),
             ) from exc
