@@ -1,6 +1,6 @@
 """s3stream: stream any async iterator of bytes into S3 with concurrent multipart uploads."""
 
-from ._client import S3Client, Upload, UploadResult
+from ._client import MultipartUploadInfo, PartInfo, S3Client, Upload, UploadResult
 from ._credentials import Credentials
 from ._parts import Limits
 from ._retry import Retry
@@ -20,6 +20,8 @@ __all__ = [
     "Credentials",
     "IntegrityError",
     "Limits",
+    "MultipartUploadInfo",
+    "PartInfo",
     "Retry",
     "S3Client",
     "S3ResponseError",

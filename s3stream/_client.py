@@ -32,7 +32,7 @@ from . import _checksums as cks
 from . import _protocol as proto
 from . import _xml
 from ._credentials import Credentials, resolve_credentials, resolve_endpoint, resolve_region
-from ._parts import Buffer, Part, PartCutter, PartSizer, plan
+from ._parts import S3_LIMITS, Buffer, Limits, Part, PartCutter, PartSizer, plan
 from ._retry import Retry
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
 from ._transport import Transport
@@ -160,6 +160,7 @@ class S3Client:
         abort_timeout: float = 30.0,
         max_connections: int = 64,
         checksum: str | None = DEFAULT,
+        limits: Limits = S3_LIMITS,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -182,6 +183,9 @@ class S3Client:
         self._sign_payload = (not self._endpoint.is_https) if sign_payload is None \
             else bool(sign_payload)
         self.retry = retry or Retry()
+        if not isinstance(limits, Limits):
+            raise UsageError("limits must be an s3stream.Limits")
+        self.limits = limits
         self.checksum = (cks.default_algorithm() if checksum is DEFAULT
                          else cks.validate_algorithm(checksum))
         self._abort_timeout = abort_timeout
@@ -394,7 +398,7 @@ class S3Client:
             bucket, key, concurrency=concurrency, content_type=content_type,
             metadata=metadata, headers=headers, checksum=checksum,
             if_none_match=if_none_match, if_match=if_match)
-        return Upload(self, options, plan(size=None, part_size=part_size))
+        return Upload(self, options, plan(size=None, part_size=part_size, limits=self.limits))
 
     async def upload(
         self,
@@ -428,7 +432,7 @@ class S3Client:
             if_none_match=if_none_match, if_match=if_match)
         chunks, size, close = _open_source(source)
         try:
-            up = Upload(self, options, plan(size=size, part_size=part_size))
+            up = Upload(self, options, plan(size=size, part_size=part_size, limits=self.limits))
             async with up:
                 async for chunk in chunks:
                     await up.write(chunk)

@@ -34,6 +34,14 @@ class Limits:
     max_object_size: int = 5 * TiB
     max_single_put: int = 5 * GiB
 
+    def __post_init__(self) -> None:
+        values = (self.min_part_size, self.max_part_size, self.max_parts, self.max_object_size,
+                  self.max_single_put)
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            raise UsageError("Limits fields must be positive ints")
+        if self.min_part_size > self.max_part_size:
+            raise UsageError("Limits.min_part_size must not exceed max_part_size")
+
 
 S3_LIMITS = Limits()
 DEFAULT_PART_SIZE = 8 * MiB

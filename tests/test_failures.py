@@ -983,3 +983,16 @@ async def test_abort_is_bounded_in_time(fake: FakeS3, delays: list[float]) -> No
     notes = getattr(info.value.__cause__, "__notes__", [])
     assert any("AbortMultipartUpload" in n and "Timeout" in n for n in notes), notes
     assert fake.objects == {}
+
+
+async def test_custom_limits_apply(fake: FakeS3, delays: list[float]) -> None:
+    from s3stream import Limits, UsageError
+
+    # A store that allows only 3 parts per upload.
+    async with make_client(fake, delays, limits=Limits(max_parts=3)) as client:
+        result = await client.upload(BUCKET, "three", payload(3 * PART), part_size=PART)
+        assert result.part_count == 3
+        with pytest.raises(UsageError, match="more than 3 parts"):
+            await client.upload(BUCKET, "too-many", payload(3 * PART + 1), part_size=PART)
+    assert [r.key for r in fake.requests_for(CREATE)] == ["three"]  # the second sent nothing
+    assert fake.open_uploads == set()

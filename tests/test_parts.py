@@ -182,3 +182,10 @@ def test_running_crc_matches_each_part(chunks: list[bytes], part_size: int, grow
     parts += [last] if last else []
     for part in parts:
         assert part.crc == zlib.crc32(part.to_bytes())
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(UsageError):
+        Limits(min_part_size=10, max_part_size=5)
+    with pytest.raises(UsageError):
+        Limits(max_parts=0)
