@@ -366,3 +366,12 @@ def test_pure_core_imports_without_aiohttp() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_plugin_import_does_not_load_aiohttp() -> None:
+    # s3stream.testing is a pytest plugin loaded in every pytest session of an environment
+    # with s3stream installed: it must stay light.
+    code = "import sys, s3stream.testing; print('aiohttp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
