@@ -342,6 +342,8 @@ async def test_write_waits_for_a_free_slot(fake: FakeS3, client: S3Client) -> No
                 written += 1
 
         task = asyncio.create_task(producer())
+        # Both parts must have reached the server (they may arrive in either order).
+        await fake.part_started[1].wait()
         await fake.part_started[2].wait()
         for _ in range(50):
             await asyncio.sleep(0)
