@@ -32,11 +32,9 @@ class Limits:
     max_part_size: int = 5 * GiB
     max_parts: int = 10_000
     max_object_size: int = 5 * TiB
-    max_single_put: int = 5 * GiB
 
     def __post_init__(self) -> None:
-        values = (self.min_part_size, self.max_part_size, self.max_parts, self.max_object_size,
-                  self.max_single_put)
+        values = (self.min_part_size, self.max_part_size, self.max_parts, self.max_object_size)
         if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
             raise UsageError("Limits fields must be positive ints")
         if self.min_part_size > self.max_part_size:
@@ -158,10 +156,6 @@ class PartCutter:
         self._crc_value = 0
         self._crc_filled = 0
         self._crc_target = self._target
-
-    @property
-    def parts_emitted(self) -> int:
-        return self._next_number - 1
 
     def feed(self, chunk: object) -> list[Part]:
         view = as_buffer(chunk)

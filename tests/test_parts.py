@@ -22,8 +22,7 @@ from s3stream._parts import (
 )
 
 # Tiny limits keep property tests fast while exercising the same code as S3's.
-TINY = Limits(min_part_size=4, max_part_size=64, max_parts=50, max_object_size=10_000,
-              max_single_put=64)
+TINY = Limits(min_part_size=4, max_part_size=64, max_parts=50, max_object_size=10_000)
 
 
 def cut_all(chunks: list[bytes], sizer: PartSizer) -> list[bytes]:
@@ -84,7 +83,7 @@ def test_cutter_holds_at_most_one_part() -> None:
 
 def test_bytes_chunks_are_not_copied() -> None:
     chunk = bytes(range(200)) * 10
-    cutter = PartCutter(PartSizer(16, limits=Limits(4, 64, 1000, 1 << 20, 64)))
+    cutter = PartCutter(PartSizer(16, limits=Limits(4, 64, 1000, 1 << 20)))
     parts = cutter.feed(chunk)
     for part in parts:
         for piece in part.chunks:
@@ -175,7 +174,7 @@ def test_views_of_bytes_are_not_copied() -> None:
 def test_running_crc_matches_each_part(chunks: list[bytes], part_size: int, grow: bool) -> None:
     import zlib
 
-    sizer = PartSizer(part_size, grow=grow, limits=Limits(4, 64, 10_000, 1 << 20, 64))
+    sizer = PartSizer(part_size, grow=grow, limits=Limits(4, 64, 10_000, 1 << 20))
     cutter = PartCutter(sizer, crc=lambda data, crc: zlib.crc32(data, crc))
     parts = [p for c in chunks for p in cutter.feed(c)]
     last = cutter.finish()
