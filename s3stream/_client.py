@@ -696,11 +696,10 @@ class Upload:
             self._state.opened(upload_id)
             logger.debug("opened multipart upload %s for s3://%s/%s", upload_id, self.bucket,
                          self.key)
-        if self._slots.locked():
-            await self._slots.acquire()
+        waits = self._slots.locked()
+        await self._slots.acquire()
+        if waits:  # the producer just gave the loop a turn
             self._last_yield = time.monotonic()
-        else:
-            await self._slots.acquire()
         if self._part_error is not None:
             self._slots.release()
             self._raise_part_error()
