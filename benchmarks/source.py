@@ -22,9 +22,10 @@ Sync clients (boto3's ``upload_fileobj``) read the same sequence through
 
 from __future__ import annotations
 
+import asyncio
 import io
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -157,3 +158,38 @@ async def joined_parts(chunks: AsyncIterator[bytes], part_size: int) -> AsyncIte
             size += len(view)
     if size:
         yield b"".join(pending)
+
+
+async def drive_parts(
+    chunks: AsyncIterator[bytes],
+    part_size: int,
+    concurrency: int,
+    put: Callable[[int, bytes], Awaitable[None]],
+    tasks: list[asyncio.Task[None]],
+) -> int:
+    """Upload joined parts with at most ``concurrency`` in memory; returns the part count.
+
+    The slot is taken before a part is read, the way s3stream does it, so every peer
+    driven by hand gets the same memory bound. ``tasks`` is filled as parts start so
+    the caller can cancel them on failure.
+    """
+    slots = asyncio.Semaphore(concurrency)
+
+    async def run(number: int, body: bytes) -> None:
+        try:
+            await put(number, body)
+        finally:
+            slots.release()
+
+    parts = joined_parts(chunks, part_size)
+    number = 0
+    while True:
+        await slots.acquire()
+        body = await anext(parts, None)
+        if body is None:
+            slots.release()
+            break
+        number += 1
+        tasks.append(asyncio.create_task(run(number, body)))
+    await asyncio.gather(*tasks)
+    return number

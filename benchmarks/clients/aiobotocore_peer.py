@@ -15,7 +15,7 @@ from typing import Any
 import aiobotocore
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from source import joined_parts
+from source import drive_parts
 
 
 async def run(cfg: Any) -> dict[str, Any]:
@@ -33,30 +33,18 @@ async def run(cfg: Any) -> dict[str, Any]:
     ) as s3:
         created = await s3.create_multipart_upload(Bucket=cfg.bucket, Key=cfg.key)
         upload_id = created["UploadId"]
-        slots = asyncio.Semaphore(cfg.concurrency)
         etags: dict[int, str] = {}
         tasks: list[asyncio.Task[None]] = []
 
         async def put(number: int, body: bytes) -> None:
-            try:
-                resp = await s3.upload_part(Bucket=cfg.bucket, Key=cfg.key,
-                                            UploadId=upload_id, PartNumber=number, Body=body)
-                etags[number] = resp["ETag"]
-            finally:
-                slots.release()
+            resp = await s3.upload_part(Bucket=cfg.bucket, Key=cfg.key,
+                                        UploadId=upload_id, PartNumber=number, Body=body)
+            etags[number] = resp["ETag"]
 
         number = 0
         try:
-            parts = joined_parts(cfg.source.aiter(), cfg.part_size)
-            while True:
-                await slots.acquire()  # before reading: at most `concurrency` parts in memory
-                body = await anext(parts, None)
-                if body is None:
-                    slots.release()
-                    break
-                number += 1
-                tasks.append(asyncio.create_task(put(number, body)))
-            await asyncio.gather(*tasks)
+            number = await drive_parts(cfg.source.aiter(), cfg.part_size, cfg.concurrency,
+                                       put, tasks)
             await s3.complete_multipart_upload(
                 Bucket=cfg.bucket, Key=cfg.key, UploadId=upload_id,
                 MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]}

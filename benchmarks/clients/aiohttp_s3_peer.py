@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp_s3_client import S3Client
-from source import joined_parts
+from source import drive_parts
 
 
 async def run(cfg: Any) -> dict[str, Any]:
@@ -24,27 +24,14 @@ async def run(cfg: Any) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector) as session:
         client = S3Client(session=session, url=cfg.endpoint, access_key_id=cfg.access_key,
                           secret_access_key=cfg.secret_key, region=cfg.region)
-        slots = asyncio.Semaphore(cfg.concurrency)
         tasks: list[asyncio.Task[None]] = []
-        number = 0
         async with client.multipart_upload(f"{cfg.bucket}/{cfg.key}") as upload:
 
-            async def put(body: bytes) -> None:
-                try:
-                    digest = (await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
-                              if sign else unsigned)
-                    await upload.put_part(body, content_sha256=digest)
-                finally:
-                    slots.release()
+            async def put(_number: int, body: bytes) -> None:
+                digest = (await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+                          if sign else unsigned)
+                await upload.put_part(body, content_sha256=digest)
 
-            parts = joined_parts(cfg.source.aiter(), cfg.part_size)
-            while True:
-                await slots.acquire()  # before reading: at most `concurrency` parts in memory
-                body = await anext(parts, None)
-                if body is None:
-                    slots.release()
-                    break
-                number += 1
-                tasks.append(asyncio.create_task(put(body)))
-            await asyncio.gather(*tasks)
+            number = await drive_parts(cfg.source.aiter(), cfg.part_size, cfg.concurrency,
+                                       put, tasks)
     return {"parts": number, "sent": cfg.size}
