@@ -750,18 +750,19 @@ class Upload:
         parts = self._state.begin_complete()
         algorithm = self._opts.algorithm
         expected: str | None = None
+        composite: str | None = None
         checksum_type: str | None = None
         headers: list[tuple[str, str]] = list(self._opts.conditions)
         if algorithm is not None and algorithm != "md5":
             ordered = [self._checksums[p.number] for p in parts]
+            composite = cks.composite_checksum([raw for raw, _ in ordered], algorithm)
             if cks.supports_full_object(algorithm):
                 expected = cks.b64(cks.full_object_crc(ordered, algorithm))
                 checksum_type = "FULL_OBJECT"
                 headers += [(cks.header_name(algorithm), expected),
                             ("x-amz-checksum-type", "FULL_OBJECT")]
             else:
-                expected = cks.composite_checksum([raw for raw, _ in ordered], algorithm)
-                checksum_type = "COMPOSITE"
+                expected, checksum_type = composite, "COMPOSITE"
         upload_id = self._state.upload_id
         request = proto.complete_multipart_upload(self.bucket, self.key, upload_id, parts,
                                                   tuple(headers))
@@ -775,9 +776,9 @@ class Upload:
             # An earlier try may have completed the upload but its answer got lost.
             done = await self._confirm_completed(exc, len(parts), expected)
         if algorithm is not None and expected is not None:
+            # Stores that do not keep FULL_OBJECT answer with the COMPOSITE form: both are
+            # ours, anything else is not the object we sent.
             stored = done.checksums.get(cks.xml_name(algorithm))
-            composite = cks.composite_checksum(
-                [raw for raw, _ in (self._checksums[p.number] for p in parts)], algorithm)
             if stored is not None and stored not in (expected, composite):
                 raise IntegrityError(
                     f"s3://{self.bucket}/{self.key}: S3 reports {algorithm} {stored}, "
@@ -795,7 +796,7 @@ class Upload:
                                  checksum: str | None) -> _xml.CompleteResult:
         head = await self._client._call(
             proto.head_object(self.bucket, self.key, checksum_mode=checksum is not None),
-            _read_put)
+            _read_response)
         etag = head.headers.get("etag", "")
         size = int(head.headers.get("content-length", "-1"))
         algorithm = self._opts.algorithm
@@ -821,7 +822,7 @@ class Upload:
             headers.append((cks.header_name(algorithm), digest.checksum_b64))
         request = proto.put_object(self.bucket, self.key, chunks, size, tuple(headers))
         response = await self._client._call(
-            request, _echo_checker(algorithm, digest.checksum_b64, _read_put),
+            request, _echo_checker(algorithm, digest.checksum_b64, _read_response),
             payload_hash=self._client._hash_for(digest))
         self._finished = True
         self.result = UploadResult(
@@ -910,7 +911,8 @@ def _echo_checker(
     return read
 
 
-def _read_put(request: proto.Request, response: proto.Response) -> proto.Response:
+def _read_response(request: proto.Request, response: proto.Response) -> proto.Response:
+    """The whole response of a success whose headers are all the caller needs."""
     proto.check(request, response)
     return response
 

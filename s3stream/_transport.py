@@ -86,7 +86,6 @@ class Transport:
     ) -> None:
         self._session = session
         self._owns_session = session is None
-        self._connect_timeout = connect_timeout
         self._stall_timeout = stall_timeout
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(
