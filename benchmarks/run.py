@@ -551,8 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     report["markdown"] = text
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    args.out.with_suffix(".md").write_text(text + "\n")
     print(text)
-    print(f"\n(results: {args.out})", file=sys.stderr)
+    print(f"\n(results: {args.out} and {args.out.with_suffix('.md').name})", file=sys.stderr)
     return 0
 
 
