@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# S3Client is imported here, not on first use inside the timed upload: ``s3stream`` loads
+# its client (and aiohttp) lazily, and the other peers' imports are not timed either.
 import s3stream
-# Imported here, not on first use inside the timed upload: ``s3stream`` loads its client
-# (and aiohttp) lazily, and the other peers' imports are not timed either.
 from s3stream import Credentials, S3Client
 
 
