@@ -197,7 +197,8 @@ class PartCutter:
         start, n = 0, len(view)
         while start < n:
             take = min(self._crc_target - self._crc_filled, n - start)
-            piece = view[start : start + take] if take != n else view
+            # Sliced through a memoryview: a slice of bytes would be a copy.
+            piece = view if take == n else memoryview(view)[start : start + take]
             self._crc_value = self._crc(piece, self._crc_value)
             self._crc_filled += take
             start += take
