@@ -217,6 +217,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         errors = [r.get("error", "?") for r in runs]
         return {"ok": False, "error": errors[0] if errors else "no run", "runs": len(runs)}
     out: dict[str, Any] = {"ok": True, "runs": len(runs), "failed": len(runs) - len(ok)}
+    # Per round, in order (None where that round failed): for ratios paired by round.
+    out["mib_s_by_round"] = [r["mib_s"] if r.get("ok") else None for r in runs]
     for field in ("mib_s", "cpu_s_per_gib", "rss_peak_mib", "rss_base_mib", "wall_s",
                   "sink_cpu_s_per_gib", "stall_max_ms", "stall_p99_ms",
                   "stall_max_loop_cpu_ms"):
@@ -226,6 +228,21 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             out[field + "_min"] = min(values)
             out[field + "_max"] = max(values)
     return out
+
+
+def paired_ratio(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float] | None:
+    """Median, min and max over rounds of a's MiB/s / b's MiB/s in the same round.
+
+    Rounds are interleaved, so the two runs of a round are seconds apart: the ratio is
+    steadier than a ratio of medians when the machine's speed drifts during a run."""
+    pairs = [x / y for x, y in zip(a.get("mib_s_by_round", []), b.get("mib_s_by_round", []),
+                                   strict=False) if x and y]
+    return (med(pairs), min(pairs), max(pairs)) if pairs else None
+
+
+def paired_text(a: dict[str, Any], b: dict[str, Any]) -> str:
+    p = paired_ratio(a, b)
+    return f"per round {p[0]:.2f}x ({p[1]:.2f}-{p[2]:.2f})" if p else "no paired rounds"
 
 
 def f0(x: float) -> str:
@@ -630,16 +647,17 @@ def targets(report: dict[str, Any], args: argparse.Namespace, bound: float) -> l
         r = s3u["mib_s"] / obu["mib_s"]
         line("unsigned ≥ 1.1x obstore unsigned, fewer CPU-s/GiB",
              r >= 1.1 and s3u["cpu_s_per_gib"] < obu["cpu_s_per_gib"],
-             f"{r:.2f}x; {s3u['cpu_s_per_gib']:.2f} vs {obu['cpu_s_per_gib']:.2f} CPU-s/GiB")
+             f"{r:.2f}x ({paired_text(s3u, obu)}); {s3u['cpu_s_per_gib']:.2f} vs "
+             f"{obu['cpu_s_per_gib']:.2f} CPU-s/GiB")
     if s3s and obs:
         r = s3s["mib_s"] / obs["mib_s"]
-        line("signed ≥ 1.1x obstore signed", r >= 1.1, f"{r:.2f}x")
+        line("signed ≥ 1.1x obstore signed", r >= 1.1, f"{r:.2f}x ({paired_text(s3s, obs)})")
     if s3u:
         if s3c:
             r = s3c["mib_s"] / s3u["mib_s"]
             line("checksums on within 10% of unsigned", r >= 0.9,
-                 f"{r:.2f}x the MiB/s of unsigned without checksum "
-                 f"({report['config']['checksum_kwargs']})")
+                 f"{r:.2f}x the MiB/s of unsigned without checksum ({paired_text(s3c, s3u)}; "
+                 f"{report['config']['checksum_kwargs']})")
         else:
             line("checksums on within 10% of unsigned", None,
                  "S3Client has no checksum= yet (run with --checksum VALUE)")
@@ -650,7 +668,7 @@ def targets(report: dict[str, Any], args: argparse.Namespace, bound: float) -> l
             r = ref["mib_s"] / sp["mib_s"]
             extra = f"; unsigned s3stream: {s3u['mib_s'] / sp['mib_s']:.1f}x" if s3u else ""
             line(f"≥ 3x {peer} defaults (signed + CRC32)", r >= 3,
-                 f"{r:.1f}x with s3stream {how}{extra}")
+                 f"{r:.1f}x with s3stream {how} ({paired_text(ref, sp)}){extra}")
     mem = report.get("memory", {})
     if mem:
         for c in MEMORY_CLIENTS:
