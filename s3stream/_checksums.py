@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeGuard
 
 from .exceptions import UsageError
 
@@ -92,6 +93,11 @@ def supports_full_object(algorithm: str | None) -> bool:
     return algorithm in _POLY
 
 
+def stored_by_s3(algorithm: str | None) -> TypeGuard[str]:
+    """An x-amz-checksum S3 keeps, echoes and lists; MD5 is only checked on arrival."""
+    return algorithm is not None and algorithm != "md5"
+
+
 @dataclass(frozen=True, slots=True)
 class PartDigest:
     """What hashing one part produced: the payload SHA-256 (if signing) and the checksum."""
@@ -101,7 +107,7 @@ class PartDigest:
 
     @property
     def checksum_b64(self) -> str | None:
-        return None if self.checksum is None else base64.b64encode(self.checksum).decode()
+        return None if self.checksum is None else b64(self.checksum)
 
 
 def digest_part(chunks: Sequence[Buffer], *, sha256: bool, algorithm: str | None) -> PartDigest:
@@ -191,7 +197,7 @@ def composite_checksum(parts: Sequence[bytes], algorithm: str) -> str:
     joined = b"".join(parts)
     digest = digest_part([joined], sha256=False, algorithm=algorithm).checksum
     assert digest is not None
-    return f"{base64.b64encode(digest).decode()}-{len(parts)}"
+    return f"{b64(digest)}-{len(parts)}"
 
 
 def b64(raw: bytes) -> str:

@@ -680,7 +680,7 @@ class Upload:
 
     def _create_headers(self) -> proto.Headers:
         algorithm = self._opts.algorithm
-        if algorithm is None or algorithm == "md5":
+        if not cks.stored_by_s3(algorithm):
             return self._opts.object_headers
         extra = [("x-amz-checksum-algorithm", algorithm.upper())]
         if cks.supports_full_object(algorithm):
@@ -723,8 +723,7 @@ class Upload:
                 request, _echo_checker(algorithm, digest.checksum_b64, proto.read_etag),
                 payload_hash=self._client._hash_for(digest))
             listed: dict[str, str] = {}
-            if algorithm not in (None, "md5") and digest.checksum is not None:
-                assert algorithm is not None
+            if cks.stored_by_s3(algorithm) and digest.checksum is not None:
                 listed[cks.xml_name(algorithm)] = cks.b64(digest.checksum)
                 self._checksums[part.number] = (digest.checksum, part.size)
             self._state.part_done(_xml.CompletedPart(part.number, etag, listed))
@@ -753,7 +752,7 @@ class Upload:
         composite: str | None = None
         checksum_type: str | None = None
         headers: list[tuple[str, str]] = list(self._opts.conditions)
-        if algorithm is not None and algorithm != "md5":
+        if cks.stored_by_s3(algorithm):
             ordered = [self._checksums[p.number] for p in parts]
             composite = cks.composite_checksum([raw for raw, _ in ordered], algorithm)
             if cks.supports_full_object(algorithm):
@@ -800,7 +799,8 @@ class Upload:
         etag = head.headers.get("etag", "")
         size = int(head.headers.get("content-length", "-1"))
         algorithm = self._opts.algorithm
-        stored = head.headers.get(f"x-amz-checksum-{algorithm}") if algorithm else None
+        stored = head.headers.get(cks.header_name(algorithm)) \
+            if cks.stored_by_s3(algorithm) else None
         if size == self._state.size and etag.strip('"').endswith(f"-{part_count}") and \
                 (stored is None or checksum is None or stored == checksum):
             logger.info("s3://%s/%s: Complete was answered NoSuchUpload on retry, but the "
@@ -900,8 +900,8 @@ def _echo_checker(
 
     def read(request: proto.Request, response: proto.Response) -> T:
         result = reader(request, response)
-        if algorithm is not None and algorithm != "md5" and sent is not None:
-            echoed = response.headers.get(f"x-amz-checksum-{algorithm}")
+        if cks.stored_by_s3(algorithm) and sent is not None:
+            echoed = response.headers.get(cks.header_name(algorithm))
             if echoed is not None and echoed != sent:
                 raise IntegrityError(
                     f"{request.operation} s3://{request.bucket}/{request.key}: S3 echoed "
