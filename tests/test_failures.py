@@ -126,6 +126,15 @@ def only_upload_id(fake: FakeS3) -> str:
     return ids.pop()
 
 
+def assert_aborted_or_untouched(fake: FakeS3, key: str, sent_a_part: bool) -> None:
+    """After a failure: the upload aborted if a part went out, else not one request sent."""
+    if sent_a_part:
+        assert_aborted_once(fake, only_upload_id(fake))
+    else:
+        assert fake.requests == []
+    assert_nothing_left(fake, key)
+
+
 def complete_part_list(rec: Recorded) -> list[tuple[int, str]]:
     assert rec.body is not None
     root = ET.fromstring(rec.body)
@@ -579,11 +588,7 @@ async def test_source_yields_str(fake: FakeS3, client: S3Client, first: int) -> 
     with pytest.raises(TypeError, match="str"):
         async with deadline():
             await client.upload(BUCKET, "typed", source(), part_size=PART)
-    if first:
-        assert_aborted_once(fake, only_upload_id(fake))
-    else:
-        assert fake.requests == []
-    assert_nothing_left(fake, "typed")
+    assert_aborted_or_untouched(fake, "typed", sent_a_part=bool(first))
 
 
 # ----------------------------------------------------------------------- cancellation
@@ -626,11 +631,7 @@ async def test_cancel_while_reading_the_source(fake: FakeS3, client: S3Client,
     with pytest.raises(asyncio.CancelledError):
         async with deadline():
             await task
-    if after:
-        assert_aborted_once(fake, only_upload_id(fake))
-    else:
-        assert fake.requests == []
-    assert_nothing_left(fake, "cancel-src")
+    assert_aborted_or_untouched(fake, "cancel-src", sent_a_part=bool(after))
 
 
 async def test_cancel_during_complete(fake: FakeS3, client: S3Client) -> None:
@@ -702,11 +703,7 @@ async def test_open_upload_exception_aborts(fake: FakeS3, client: S3Client,
             await up.write(payload(written))
             raise err
     assert info.value is err
-    if written > PART:
-        assert_aborted_once(fake, only_upload_id(fake))
-    else:
-        assert fake.requests == []
-    assert_nothing_left(fake, "block")
+    assert_aborted_or_untouched(fake, "block", sent_a_part=written > PART)
 
 
 async def test_open_upload_swallowed_failure_never_completes(fake: FakeS3,
