@@ -197,12 +197,7 @@ class SinkProtocol(asyncio.BufferedProtocol):
         while pos < n:
             mode = self.mode
             if mode == _BODY:
-                take = min(self.left, n - pos)
-                if self.body is not None:
-                    self.body += self.view[pos : pos + take]
-                self.left -= take
-                self.received += take
-                pos += take
+                pos = self._take_body(pos, n)
                 if self.left == 0:
                     self._finish()
             elif mode == _HEAD:
@@ -253,14 +248,18 @@ class SinkProtocol(asyncio.BufferedProtocol):
                 elif not line:  # the empty line after the trailers
                     self._finish()
             else:  # _CHUNK_DATA
-                take = min(self.left, n - pos)
-                if self.body is not None:
-                    self.body += self.view[pos : pos + take]
-                self.left -= take
-                self.received += take
-                pos += take
+                pos = self._take_body(pos, n)
                 if self.left == 0:
                     self.mode = _CHUNK_CRLF
+
+    def _take_body(self, pos: int, n: int) -> int:
+        """Count (and keep, if wanted) the body bytes in buf[pos:n]; the new position."""
+        take = min(self.left, n - pos)
+        if self.body is not None:
+            self.body += self.view[pos : pos + take]
+        self.left -= take
+        self.received += take
+        return pos + take
 
     def _on_head(self, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
