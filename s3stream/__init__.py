@@ -17,7 +17,8 @@ from .exceptions import (
 )
 
 if _TYPE_CHECKING:
-    from ._client import MultipartUploadInfo, PartInfo, S3Client, Upload, UploadResult
+    from ._client import MultipartUploadInfo, PartInfo, S3Client
+    from ._upload import Upload, UploadResult
 
 __version__ = "0.1.0"
 

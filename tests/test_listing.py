@@ -48,7 +48,7 @@ class PagingTransport:
 async def collect(markers: bool) -> tuple[list[str], PagingTransport]:
     client = S3Client(endpoint="http://127.0.0.1:9", credentials=Credentials("AK", "SK"))
     transport = PagingTransport(markers)
-    client._transport = transport  # type: ignore[assignment]
+    client._requester.transport = transport  # type: ignore[assignment]
     keys = [u.key async for u in client.list_multipart_uploads("bucket")]
     await client.aclose()
     return keys, transport

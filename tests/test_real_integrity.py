@@ -158,7 +158,7 @@ async def test_clock_skew_is_corrected(
         stream = UnevenStream(11 * MiB, seed=minutes)
         result = await s3.upload(bucket, "skew.bin", stream, part_size=5 * MiB)
         # Corrected from the server's Date header (1 s resolution) after one refusal.
-        assert abs(s3._clock_offset.total_seconds() + minutes * 60) < 5
+        assert abs(s3._requester.clock_offset.total_seconds() + minutes * 60) < 5
     assert result.part_count == 3
     assert sha256(read_back(boto, bucket, "skew.bin")) == stream.digest.hexdigest()
 

@@ -244,7 +244,7 @@ async def test_borrowed_session_is_not_closed(
 async def test_owned_session_is_closed(s3stream_local_s3: LocalS3, bucket: str) -> None:
     s3 = S3Client(endpoint=s3stream_local_s3.endpoint, credentials=s3stream_local_s3.credentials)
     await s3.upload(bucket, "owned.bin", b"x")
-    session = s3._transport._session
+    session = s3._requester.transport._session
     assert session is not None and not session.closed
     await s3.aclose()
     assert session.closed

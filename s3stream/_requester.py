@@ -1,0 +1,205 @@
+"""The one request loop: sign with the current credentials, send, read, retry.
+
+Everything an engine (upload, download) needs to talk to S3 lives here and nothing
+else: the endpoint, the signer's inputs, the retry policy, the transport, the clock
+(with its offset from the server's, corrected after ``RequestTimeTooSkewed``) and
+the hashing pool. Engines take a ``Requester``; they never see the ``S3Client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import os
+import random
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TypeVar
+
+from . import _checksums as cks
+from . import _protocol as proto
+from ._credentials import Credentials
+from ._parts import Buffer, Part
+from ._retry import Retry
+from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
+from ._transport import Transport
+from .exceptions import S3ResponseError, TransportError, UsageError
+
+logger = logging.getLogger("s3stream")
+T = TypeVar("T")
+
+#: Below this, hashing on the event loop is cheaper than a hop to a thread.
+_INLINE_HASH_LIMIT = 64 * 1024
+#: CRCs are fast (native CRC32C ~20 GB/s, zlib CRC32 ~5 GB/s here), but the event loop is
+#: the busiest thread of an upload: past 1 MiB a worker thread computes them (measured: +8%
+#: throughput with 8 MiB parts).
+_INLINE_CRC_LIMIT = {"crc32c": 1 << 20, "crc32": 1 << 20}
+#: Niceness added to hashing threads (Linux): hashing soaks up idle CPU, never the loop's.
+_HASH_THREAD_NICE = 10
+
+
+def _lower_thread_priority() -> None:
+    # On Linux, PRIO_PROCESS with a thread id renices just that thread; elsewhere, skip.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _HASH_THREAD_NICE)
+
+
+class Requester:
+    """Sends ``proto.Request``s until their reader accepts the answer."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: proto.Endpoint,
+        region: str,
+        credentials: Credentials | None,
+        sign_payload: bool,
+        retry: Retry,
+        transport: Transport,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.region = region
+        self.credentials = credentials
+        self.sign_payload = sign_payload
+        self.retry = retry
+        self.transport = transport
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.clock_offset = timedelta(0)
+        self.sleep = sleep or asyncio.sleep
+        self.rand = rand or random.random
+        self._hasher: ThreadPoolExecutor | None = None
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.transport.aclose()
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=False)
+            self._hasher = None
+
+    # ----------------------------------------------------------------- the clock
+
+    def now(self) -> datetime:
+        return self._clock() + self.clock_offset
+
+    def _correct_clock(self, server_date: str | None) -> None:
+        if not server_date:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(server_date)
+        except (TypeError, ValueError):
+            return
+        if server.tzinfo is None:
+            server = server.replace(tzinfo=UTC)
+        self.clock_offset = server - self._clock()
+        logger.warning("local clock is %.0f s off the server's; correcting",
+                       self.clock_offset.total_seconds())
+
+    # ------------------------------------------------------------------- hashing
+
+    async def digest(self, chunks: Sequence[Buffer], size: int,
+                     algorithm: str | None) -> cks.PartDigest:
+        """The payload SHA-256 (when signing) and the checksum, in one pass per algorithm."""
+        want_sha = self.sign_payload and size > 0
+        if not want_sha and algorithm is None:
+            return cks.PartDigest(None, None)
+        work = partial(cks.digest_part, chunks, sha256=want_sha, algorithm=algorithm)
+        inline_limit = _INLINE_HASH_LIMIT if want_sha else \
+            _INLINE_CRC_LIMIT.get(algorithm or "", _INLINE_HASH_LIMIT)
+        if size <= inline_limit:
+            return work()
+        # hashlib, zlib and crc32c release the GIL on large buffers: threads run in parallel.
+        return await asyncio.get_running_loop().run_in_executor(self._hash_pool(), work)
+
+    def _hash_pool(self) -> ThreadPoolExecutor:
+        if self._hasher is None:
+            # As many threads as cores (more only queue), at a lower priority: the event
+            # loop thread, which serves the caller's other requests, wins a contended core.
+            workers = max(1, min(8, os.cpu_count() or 2))
+            self._hasher = ThreadPoolExecutor(workers, thread_name_prefix="s3stream-hash",
+                                              initializer=_lower_thread_priority)
+        return self._hasher
+
+    def hash_for(self, digest: cks.PartDigest) -> str:
+        if not self.sign_payload:
+            return UNSIGNED_PAYLOAD
+        return digest.sha256_hex or EMPTY_SHA256
+
+    async def part_digest(self, part: Part, algorithm: str | None) -> cks.PartDigest:
+        if part.crc is None:
+            return await self.digest(part.chunks, part.size, algorithm)
+        # The cutter already computed the CRC while the bytes were hot.
+        digest = await self.digest(part.chunks, part.size, None)
+        return cks.PartDigest(digest.sha256_hex, part.crc.to_bytes(4, "big"))
+
+    # ------------------------------------------------------------------ requests
+
+    def _signed_headers(self, request: proto.Request, payload_hash: str) -> list[tuple[str, str]]:
+        headers = [("Host", self.endpoint.netloc(request.bucket)), *request.headers]
+        if self.credentials is not None:
+            added = sign_headers(
+                method=request.method,
+                raw_path=self.endpoint.raw_path(request.bucket, request.key),
+                query=request.query,
+                headers=headers,
+                payload_hash=payload_hash,
+                credentials=self.credentials,
+                region=self.region,
+                now=self.now(),
+            )
+            headers.extend(added.items())
+        return headers
+
+    async def call(
+        self,
+        request: proto.Request,
+        reader: Callable[[proto.Request, proto.Response], T],
+        *,
+        payload_hash: str | None = None,
+        on_attempt: Callable[[int], None] | None = None,
+    ) -> T:
+        """Send ``request`` (re-signed on every try) until ``reader`` accepts the answer."""
+        if self.closed:
+            raise UsageError("this S3Client is closed")
+        url = self.endpoint.url(request.bucket, request.key, request.query)
+        if payload_hash is None:
+            payload_hash = self.hash_for(await self.digest(request.body, request.size, None))
+        attempt = 0
+        while True:
+            attempt += 1
+            if on_attempt is not None:
+                on_attempt(attempt)
+            headers = self._signed_headers(request, payload_hash)
+            error: TransportError | S3ResponseError
+            try:
+                response = await self.transport.send(
+                    request.method, url, headers, request.body, request.size,
+                    operation=request.operation,
+                )
+                result = reader(request, response)
+                logger.debug("%s %s -> %d (try %d)", request.operation, request.key or "",
+                             response.status, attempt)
+                return result
+            except TransportError as exc:
+                error, retryable, retry_after = exc, exc.retryable, None
+            except S3ResponseError as exc:
+                error, retry_after = exc, exc.retry_after
+                retryable = self.retry.is_retryable_response(exc.status, exc.code)
+                if exc.code == "RequestTimeTooSkewed":
+                    self._correct_clock(exc.server_date)
+            if not (retryable and self.retry.can_retry(attempt)):
+                logger.debug("%s %s failed on try %d, not retried: %s", request.operation,
+                             request.key or "", attempt, error)
+                raise error
+            delay = self.retry.delay(attempt, self.rand(), retry_after)
+            logger.debug("%s %s failed (%s); retry %d in %.3f s", request.operation,
+                         request.key or "", error, attempt, delay)
+            await self.sleep(delay)
