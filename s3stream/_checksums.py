@@ -202,3 +202,50 @@ def composite_checksum(parts: Sequence[bytes], algorithm: str) -> str:
 
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+# ------------------------------------------------------------- stores that differ
+
+#: How much of S3's checksum protocol a request uses, most first: FULL_OBJECT (the CRCs'
+#: whole-object checksum on Complete), COMPOSITE (part checksums only), NONE.
+FULL, COMPOSITE, NONE = 2, 1, 0
+
+#: Answers that say "this checksum is wrong", which must never be retried without it.
+_INTEGRITY_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch",
+                              "XAmzContentSHA256Mismatch"})
+#: Answers S3-compatible stores give to checksum headers or a checksum type they do not
+#: implement (400 InvalidArgument "Unsupported header", 400 InvalidRequest, 501 ...).
+_REJECTION_CODES = frozenset({"InvalidArgument", "InvalidRequest", "NotImplemented",
+                              "UnsupportedArgument", "BadRequest", "InvalidHeader"})
+
+
+def best_level(algorithm: str | None) -> int:
+    if not stored_by_s3(algorithm):
+        return NONE
+    return FULL if supports_full_object(algorithm) else COMPOSITE
+
+
+def rejects_checksums(status: int, code: str) -> bool:
+    """Whether an error may be the store refusing checksum headers it does not support.
+
+    Only a guess: the request is retried once with less checksum protocol, and if the
+    store refuses that too, that second error is the one reported.
+    """
+    if code in _INTEGRITY_CODES:
+        return False
+    return status == 501 or (status == 400 and code in _REJECTION_CODES)
+
+
+@dataclass(slots=True)
+class StoreSupport:
+    """What a client has learned about its store's checksum support, shared by all of
+    its uploads so that a store that refuses checksums costs one extra request, once."""
+
+    level: int = FULL
+
+    def lower(self, level: int) -> bool:
+        """Remember that the store takes no more than ``level``; True if that is news."""
+        if level >= self.level:
+            return False
+        self.level = level
+        return True

@@ -300,20 +300,51 @@ def _xml_reader(parse: Callable[[bytes], T]) -> Callable[[Request, Response], T]
         check(request, response)
         try:
             return parse(response.body)
+        except _xml.ErrorDocument as exc:
+            # 200 OK with <Error>: S3 may fail after it has started answering.
+            raise error_from(request, response, exc.error) from None
         except _xml.MalformedXML as exc:
             raise malformed(request, response, exc) from None
 
     return read
 
 
-read_create = _xml_reader(_xml.parse_initiate)
+class UnreadableCreate(S3ResponseError):
+    """CreateMultipartUpload succeeded, but its answer is unreadable; ``upload_id`` is
+    what could be salvaged from it (the upload exists and must be aborted)."""
+
+    upload_id: str | None = None
+
+
+def read_create(request: Request, response: Response) -> str:
+    check(request, response)
+    try:
+        return _xml.parse_initiate(response.body)
+    except _xml.ErrorDocument as exc:
+        raise error_from(request, response, exc.error) from None
+    except _xml.MalformedXML as exc:
+        error = malformed(request, response, exc)
+        unreadable = UnreadableCreate(
+            status=error.status, code=error.code, message=error.message,
+            request_id=error.request_id, operation=error.operation, bucket=error.bucket,
+            key=error.key)
+        unreadable.upload_id = _xml.salvage_upload_id(response.body)
+        raise unreadable from None
+
+
 read_list_uploads = _xml_reader(_xml.parse_list_uploads)
 read_list_parts = _xml_reader(_xml.parse_list_parts)
-_read_complete_body = _xml_reader(_xml.parse_complete)
 
 
 def read_complete(request: Request, response: Response) -> _xml.CompleteResult:
-    result = _read_complete_body(request, response)
+    """The Complete answer. A 2xx whose body cannot be read is *not* an error: the
+    upload may well have committed, so the result comes back without an ETag and the
+    engine must confirm (HeadObject) before it reports anything."""
+    check(request, response)
+    try:
+        result = _xml.parse_complete(response.body)
+    except _xml.MalformedXML:
+        result = _xml.CompleteResult(None, None)
     if isinstance(result, _xml.ErrorBody):
         # 200 OK with <Error>: S3 may fail after it has started answering.
         raise error_from(request, response, result)
@@ -321,13 +352,26 @@ def read_complete(request: Request, response: Response) -> _xml.CompleteResult:
     return _xml.CompleteResult(result.etag, result.location, version, result.checksums)
 
 
-def read_abort(request: Request, response: Response) -> None:
+def read_abort(request: Request, response: Response) -> bool:
+    """True if the upload was there and is now aborted; False for ``NoSuchUpload``.
+
+    NoSuchUpload leaves nothing open, but it does not say why: aborted by someone else,
+    or *completed*. Only the caller knows whether a Complete may have been sent.
+    """
     if response.status == 404:
-        # NoSuchUpload: there is nothing left to abort, which is what an abort wants.
         err = _xml.parse_error(response.body)
         if err is None or err.code == "NoSuchUpload":
-            return
+            return False
     check(request, response)
+    return True
+
+
+def read_head(request: Request, response: Response) -> Response | None:
+    """A HeadObject answer, or None when there is no such object (404)."""
+    if response.status == 404:
+        return None
+    check(request, response)
+    return response
 
 
 # ----------------------------------------------------------------- the state machine

@@ -16,6 +16,8 @@ RETRYABLE_CODES = frozenset(
         "Throttling",
         "ThrottlingException",
         "RequestTimeTooSkewed",
+        # AWS documents it as retryable: a conditional write raced another request.
+        "ConditionalRequestConflict",
     }
 )
 
@@ -24,17 +26,26 @@ RETRYABLE_CODES = frozenset(
 class Retry:
     """How often and how patiently to retry a request.
 
-    ``attempts`` counts every try, so ``Retry(attempts=1)`` disables retrying. The wait
-    before retry ``n`` (1-based) is full jitter: a uniform draw from
-    ``[0, min(cap, base * 2 ** (n - 1))]``, or the server's ``Retry-After`` when it sent
-    one (capped too). Only what is safe to repeat is retried: connection errors and
-    timeouts, the statuses in ``statuses`` and the S3 error codes in ``codes``; any
-    other 4xx never is.
+    ``attempts`` counts every try, so ``Retry(attempts=1)`` disables retrying.
+    ``budget`` is a time limit (seconds, from the first try): no retry starts whose
+    wait would end past it (None: attempts alone decide). The wait before retry ``n``
+    (1-based) is full jitter: a uniform draw from ``[0, min(cap, base * 2 ** (n - 1))]``,
+    or the server's ``Retry-After`` when it sent one (capped too). Only what is safe to
+    repeat is retried: connection errors and timeouts, the statuses in ``statuses`` and
+    the S3 error codes in ``codes``; any other 4xx never is.
+
+    The defaults are patient because a part cannot be re-read from its source: one part
+    out of retries loses the whole upload. 20 tries with waits capped at 5 s ride out
+    a server that is unreachable for several seconds (a restart, a failover): the
+    waits after the sixth are uniform in [0, 5] s, and 14 of them summing to less than
+    5 s has a probability below 1e-10. The 60 s budget bounds how long one request is
+    retried.
     """
 
-    attempts: int = 5
+    attempts: int = 20
     base: float = 0.1
-    cap: float = 20.0
+    cap: float = 5.0
+    budget: float | None = 60.0
     statuses: frozenset[int] = field(default=RETRYABLE_STATUSES)
     codes: frozenset[str] = field(default=RETRYABLE_CODES)
 
@@ -43,11 +54,18 @@ class Retry:
             raise UsageError(f"Retry.attempts must be an int, not {self.attempts!r}")
         if self.attempts < 1:
             raise UsageError("Retry.attempts must be at least 1 (1 means no retries)")
-        if self.base < 0 or self.cap < 0:
-            raise UsageError("Retry.base and Retry.cap must not be negative")
+        for name in ("base", "cap", "budget"):
+            value = getattr(self, name)
+            if value is None and name == "budget":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise UsageError(f"Retry.{name} must be a non-negative number, not {value!r}")
 
     def with_attempts(self, attempts: int) -> Retry:
         return replace(self, attempts=attempts)
+
+    def with_budget(self, budget: float | None) -> Retry:
+        return replace(self, budget=budget)
 
     def is_retryable_response(self, status: int, code: str | None) -> bool:
         if code is not None and code in self.codes:
@@ -56,9 +74,12 @@ class Retry:
             return False
         return status in self.statuses
 
-    def can_retry(self, attempt: int) -> bool:
-        """Whether another try may follow try number ``attempt`` (1-based)."""
-        return attempt < self.attempts
+    def can_retry(self, attempt: int, elapsed: float = 0.0, wait: float = 0.0) -> bool:
+        """Whether another try may follow try number ``attempt`` (1-based), ``elapsed``
+        seconds after the first try began, after waiting ``wait`` seconds."""
+        if attempt >= self.attempts:
+            return False
+        return self.budget is None or elapsed + wait <= self.budget
 
     def delay(self, attempt: int, rand: float, retry_after: float | None = None) -> float:
         """Seconds to wait after failed try ``attempt``; ``rand`` is uniform in [0, 1)."""

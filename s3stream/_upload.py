@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ T = TypeVar("T")
 
 #: The longest stretch (seconds) a producer runs without giving the loop a turn.
 _PRODUCER_SLICE = 0.001
+#: A multipart ETag's part count: ``"<md5 of md5s>-<N>"``.
+_PART_COUNT_RE = re.compile(r"-(\d+)$")
+_LEVEL_NAMES = {cks.FULL: "FULL_OBJECT checksums", cks.COMPOSITE: "part checksums only",
+                cks.NONE: "no checksums"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,10 @@ class UploadResult:
     checksum_algorithm: str | None = None
     #: ``FULL_OBJECT`` or ``COMPOSITE``.
     checksum_type: str | None = None
+    #: True when the store showed it checked the checksum: it echoed it for every part
+    #: (or the PutObject), or reported the object's checksum on Complete or HeadObject.
+    #: False when it was only sent (some S3-compatible stores ignore checksums).
+    checksum_confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,9 @@ class UploadOptions:
     algorithm: str | None
     conditions: proto.Headers
     abort_timeout: float
+    #: The checksum was asked for explicitly: a store that refuses it is an error, not a
+    #: reason to go on without it.
+    strict_checksum: bool = False
 
 
 class Upload:
@@ -88,10 +100,23 @@ class Upload:
         self._part_error: BaseException | None = None
         #: part number -> (raw checksum, size), for the full-object checksum.
         self._checksums: dict[int, tuple[bytes, int]] = {}
+        #: Parts whose checksum the store echoed back (and it matched).
+        self._echoed: set[int] = set()
+        best = cks.best_level(options.algorithm)
+        #: How much checksum protocol this upload sends; lowered (unless strict) when the
+        #: store refuses it.
+        self._level = best if options.strict_checksum else min(best, requester.store.level)
+        self._create_task: asyncio.Task[str] | None = None
+        #: From the first CompleteMultipartUpload sent until a definite answer: the upload
+        #: may have committed, so no failure may be reported without looking first.
+        self._maybe_committed = False
+        self._expected: str | None = None
+        self._composite: str | None = None
         self._finished = False
         self._last_yield = time.monotonic()
         self._failure: BaseException | None = None
         self._aborted = False
+        self._abort_note: str | None = None
         self._entered = False
         self._writing = False
         self.result: UploadResult | None = None
@@ -146,6 +171,8 @@ class Upload:
             aborted=self._aborted,
         )
         error.__cause__ = self._failure
+        if self._abort_note:
+            error.add_note(self._abort_note)
         return error
 
     async def _write(self, data: object) -> None:
@@ -163,24 +190,71 @@ class Upload:
         if self._part_error is not None:
             raise self._part_error
 
+    # ------------------------------------------------------------- checksum policy
+
+    async def _call(
+        self,
+        build: Callable[[], proto.Request],
+        reader: Callable[[proto.Request, proto.Response], T],
+        *,
+        floor: int,
+        payload_hash: str | None = None,
+        on_attempt: Callable[[int], None] | None = None,
+    ) -> T:
+        """Send ``build()``; if the store refuses its checksum headers, lower this
+        upload's level (to ``floor`` at once, or one step) and send it again.
+
+        A checksum the caller asked for explicitly stays strict: the refusal is raised.
+        """
+        while True:
+            level = self._level
+            try:
+                return await self._requester.call(build(), reader, payload_hash=payload_hash,
+                                                  on_attempt=on_attempt)
+            except S3ResponseError as exc:
+                if self._opts.strict_checksum or level == cks.NONE or \
+                        not cks.rejects_checksums(exc.status, exc.code):
+                    raise
+                self._lower(max(floor, level - 1) if floor < level else cks.NONE, exc)
+
+    def _lower(self, level: int, cause: S3ResponseError) -> None:
+        if level >= self._level:
+            return
+        self._level = min(self._level, level)
+        if self._requester.store.lower(level):
+            logger.warning(
+                "the store refused %s checksum headers (%s %s: %s); this client goes on with "
+                "%s (pass checksum=%r explicitly to make that an error)",
+                self._opts.algorithm, cause.operation, cause.code, cause.message or cause.status,
+                _LEVEL_NAMES[level], self._opts.algorithm)
+
     def _create_headers(self) -> proto.Headers:
         algorithm = self._opts.algorithm
-        if not cks.stored_by_s3(algorithm):
+        if not cks.stored_by_s3(algorithm) or self._level == cks.NONE:
             return self._opts.object_headers
         extra = [("x-amz-checksum-algorithm", algorithm.upper())]
-        if cks.supports_full_object(algorithm):
+        if self._level == cks.FULL:
             extra.append(("x-amz-checksum-type", "FULL_OBJECT"))
         return (*self._opts.object_headers, *extra)
 
+    def _checksum_header(self, digest: cks.PartDigest) -> proto.Headers:
+        algorithm = self._opts.algorithm
+        if algorithm is None or digest.checksum_b64 is None:
+            return ()
+        if cks.stored_by_s3(algorithm) and self._level == cks.NONE:
+            return ()
+        return ((cks.header_name(algorithm), digest.checksum_b64),)
+
+    # -------------------------------------------------------------------- parts
+
     async def _launch(self, part: Part) -> None:
         if self._state.upload_id is None:
-            upload_id = await self._requester.call(
-                proto.create_multipart_upload(self.bucket, self.key, self._create_headers()),
-                proto.read_create,
-            )
-            self._state.opened(upload_id)
-            logger.debug("opened multipart upload %s for s3://%s/%s", upload_id, self.bucket,
-                         self.key)
+            # The Create runs as a task of its own: if this step fails or is cancelled
+            # while the request is out, cleanup still waits for the answer and aborts the
+            # upload the server made.
+            self._create_task = create = asyncio.create_task(self._create(),
+                                                             name="s3stream create")
+            await asyncio.shield(create)
         waits = self._slots.locked()
         await self._slots.acquire()
         if waits:  # the producer just gave the loop a turn
@@ -193,24 +267,48 @@ class Upload:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _create(self) -> str:
+        def build() -> proto.Request:
+            return proto.create_multipart_upload(self.bucket, self.key, self._create_headers())
+
+        try:
+            upload_id = await self._call(build, proto.read_create, floor=cks.COMPOSITE)
+        except proto.UnreadableCreate as exc:
+            if exc.upload_id is not None:
+                self._state.opened(exc.upload_id)  # it exists: cleanup aborts it
+            raise
+        self._state.opened(upload_id)
+        logger.debug("opened multipart upload %s for s3://%s/%s", upload_id, self.bucket,
+                     self.key)
+        return upload_id
+
     async def _run_part(self, part: Part) -> None:
         upload_id = self._state.upload_id
         assert upload_id is not None
         algorithm = self._opts.algorithm
         try:
             digest = await self._requester.part_digest(part, algorithm)
-            headers: proto.Headers = ()
-            if algorithm is not None and digest.checksum_b64 is not None:
-                headers = ((cks.header_name(algorithm), digest.checksum_b64),)
-            request = proto.upload_part(self.bucket, self.key, upload_id, part.number,
-                                        part.chunks, part.size, headers)
-            etag = await self._requester.call(
-                request, _echo_checker(algorithm, digest.checksum_b64, proto.read_etag),
-                payload_hash=self._requester.hash_for(digest))
+            sent: list[str | None] = [None]
+
+            def build() -> proto.Request:
+                headers = self._checksum_header(digest)
+                sent[0] = headers[0][1] if headers else None
+                return proto.upload_part(self.bucket, self.key, upload_id, part.number,
+                                         part.chunks, part.size, headers)
+
+            def read(request: proto.Request, response: proto.Response) -> tuple[str, bool]:
+                etag = proto.read_etag(request, response)
+                return etag, _check_echo(algorithm, sent[0], request, response)
+
+            etag, echoed = await self._call(build, read, floor=cks.NONE,
+                                            payload_hash=self._requester.hash_for(digest))
             listed: dict[str, str] = {}
             if cks.stored_by_s3(algorithm) and digest.checksum is not None:
-                listed[cks.xml_name(algorithm)] = cks.b64(digest.checksum)
                 self._checksums[part.number] = (digest.checksum, part.size)
+                if sent[0] is not None:
+                    listed[cks.xml_name(algorithm)] = sent[0]
+            if echoed:
+                self._echoed.add(part.number)
             self._state.part_done(_xml.CompletedPart(part.number, etag, listed))
         except Exception as exc:
             if self._part_error is None:
@@ -220,6 +318,21 @@ class Upload:
                         task.cancel()
         finally:
             self._slots.release()
+
+    # ----------------------------------------------------------------- complete
+
+    def _complete_request(self, parts: list[_xml.CompletedPart]) -> proto.Request:
+        algorithm = self._opts.algorithm
+        headers: list[tuple[str, str]] = list(self._opts.conditions)
+        if self._level < cks.COMPOSITE:
+            parts = [_xml.CompletedPart(p.number, p.etag) for p in parts]
+        if self._level == cks.FULL and self._expected is not None and algorithm is not None:
+            headers += [(cks.header_name(algorithm), self._expected),
+                        ("x-amz-checksum-type", "FULL_OBJECT")]
+        upload_id = self._state.upload_id
+        assert upload_id is not None
+        return proto.complete_multipart_upload(self.bucket, self.key, upload_id, parts,
+                                               tuple(headers))
 
     async def _complete(self) -> None:
         last = self._cutter.finish()
@@ -233,68 +346,108 @@ class Upload:
         self._raise_part_error()
         parts = self._state.begin_complete()
         algorithm = self._opts.algorithm
-        expected: str | None = None
-        composite: str | None = None
-        checksum_type: str | None = None
-        headers: list[tuple[str, str]] = list(self._opts.conditions)
-        if cks.stored_by_s3(algorithm):
+        if cks.stored_by_s3(algorithm) and len(self._checksums) == len(parts):
             ordered = [self._checksums[p.number] for p in parts]
-            composite = cks.composite_checksum([raw for raw, _ in ordered], algorithm)
-            if cks.supports_full_object(algorithm):
-                expected = cks.b64(cks.full_object_crc(ordered, algorithm))
-                checksum_type = "FULL_OBJECT"
-                headers += [(cks.header_name(algorithm), expected),
-                            ("x-amz-checksum-type", "FULL_OBJECT")]
-            else:
-                expected, checksum_type = composite, "COMPOSITE"
-        upload_id = self._state.upload_id
-        request = proto.complete_multipart_upload(self.bucket, self.key, upload_id, parts,
-                                                  tuple(headers))
+            self._composite = cks.composite_checksum([raw for raw, _ in ordered], algorithm)
+            self._expected = cks.b64(cks.full_object_crc(ordered, algorithm)) \
+                if cks.supports_full_object(algorithm) else self._composite
         tries = [0]
+        self._maybe_committed = True
         try:
-            done = await self._requester.call(
-                request, proto.read_complete, on_attempt=lambda n: tries.__setitem__(0, n))
-        except S3ResponseError as exc:
-            if exc.code != "NoSuchUpload" or tries[0] < 2:
+            done = await self._call(lambda: self._complete_request(parts), proto.read_complete,
+                                    floor=cks.COMPOSITE,
+                                    on_attempt=lambda n: tries.__setitem__(0, n))
+        except (S3ResponseError, TransportError) as exc:
+            if isinstance(exc, S3ResponseError) and tries[0] == 1 and \
+                    exc.code != "NoSuchUpload":
+                # One try, answered with an error: S3 did not commit. Abort as usual.
+                self._maybe_committed = False
                 raise
-            # An earlier try may have completed the upload but its answer got lost.
-            done = await self._confirm_completed(exc, len(parts), expected)
-        if algorithm is not None and expected is not None:
+            # A try may have committed and its answer been lost (a reset, a timeout, a
+            # 5xx after an earlier try, NoSuchUpload on a retry): look before reporting.
+            logger.info("s3://%s/%s: Complete failed after it may have committed (%s); "
+                        "checking with HeadObject", self.bucket, self.key, exc)
+            found = await self._confirm_quietly(len(parts))
+            if found is None:
+                raise
+            done = found
+        if done.etag is None:
+            # 2xx without a readable answer: most likely committed. Find out.
+            found = await self._confirm_quietly(len(parts))
+            if found is None:
+                raise S3ResponseError(
+                    status=200, code="MalformedResponse", operation="CompleteMultipartUpload",
+                    message="a success without an ETag, and HeadObject does not show the "
+                            "object that was sent", bucket=self.bucket, key=self.key)
+            done = found
+        self._finish(done, len(parts))
+
+    def _finish(self, done: _xml.CompleteResult, part_count: int) -> None:
+        """Record the completed upload, checking the checksum the store reports."""
+        algorithm = self._opts.algorithm
+        expected = self._expected if self._level >= cks.COMPOSITE else None
+        checksum_type: str | None = None
+        confirmed = False
+        if expected is not None and algorithm is not None:
+            checksum_type = "FULL_OBJECT" if self._level == cks.FULL and \
+                cks.supports_full_object(algorithm) else "COMPOSITE"
+            if checksum_type == "COMPOSITE":
+                expected = self._composite
+            stored = done.checksums.get(cks.xml_name(algorithm))
             # Stores that do not keep FULL_OBJECT answer with the COMPOSITE form: both are
             # ours, anything else is not the object we sent.
-            stored = done.checksums.get(cks.xml_name(algorithm))
-            if stored is not None and stored not in (expected, composite):
+            if stored is not None and stored not in (expected, self._composite):
                 raise IntegrityError(
                     f"s3://{self.bucket}/{self.key}: S3 reports {algorithm} {stored}, "
                     f"but the bytes sent have {expected}")
-            if stored == composite and stored != expected:
-                expected, checksum_type = composite, "COMPOSITE"
+            if stored is not None and stored == self._composite and stored != expected:
+                expected, checksum_type = self._composite, "COMPOSITE"
+            confirmed = stored is not None or len(self._echoed) == part_count
         self._state.completed()
+        self._maybe_committed = False
         self._finished = True
+        assert done.etag is not None
         self.result = UploadResult(
-            self.bucket, self.key, done.etag, self._state.size, len(parts), upload_id,
-            done.version_id, expected, algorithm if expected else None, checksum_type,
+            self.bucket, self.key, done.etag, self._state.size, part_count,
+            self._state.upload_id, done.version_id, expected,
+            algorithm if expected else None, checksum_type, confirmed,
         )
 
-    async def _confirm_completed(self, error: S3ResponseError, part_count: int,
-                                 checksum: str | None) -> _xml.CompleteResult:
-        head = await self._requester.call(
-            proto.head_object(self.bucket, self.key, checksum_mode=checksum is not None),
-            _read_response)
-        etag = head.headers.get("etag", "")
-        size = int(head.headers.get("content-length", "-1"))
+    async def _confirm_quietly(self, part_count: int) -> _xml.CompleteResult | None:
+        try:
+            return await self._confirm(part_count)
+        except (S3ResponseError, TransportError) as exc:
+            logger.info("s3://%s/%s: HeadObject failed too (%s)", self.bucket, self.key, exc)
+            return None
+
+    async def _confirm(self, part_count: int) -> _xml.CompleteResult | None:
+        """The completed object, if HeadObject shows the one this upload sent: its size,
+        its part count where the ETag has one, its checksum where the store keeps one.
+        None if there is no such object or another one; raises if HeadObject fails."""
         algorithm = self._opts.algorithm
-        stored = head.headers.get(cks.header_name(algorithm)) \
-            if cks.stored_by_s3(algorithm) else None
-        if size == self._state.size and etag.strip('"').endswith(f"-{part_count}") and \
-                (stored is None or checksum is None or stored == checksum):
-            logger.info("s3://%s/%s: Complete was answered NoSuchUpload on retry, but the "
-                        "object is there with the expected size and parts", self.bucket,
-                        self.key)
-            return _xml.CompleteResult(etag, None, head.headers.get("x-amz-version-id"),
-                                       {cks.xml_name(algorithm): stored}
-                                       if algorithm and stored else {})
-        raise error
+        want_checksum = cks.stored_by_s3(algorithm) and self._expected is not None
+        head = await self._requester.call(
+            proto.head_object(self.bucket, self.key, checksum_mode=want_checksum),
+            proto.read_head)
+        if head is None:
+            return None
+        etag = head.headers.get("etag", "")
+        try:
+            size = int(head.headers.get("content-length", "-1"))
+        except ValueError:
+            return None
+        count = _PART_COUNT_RE.search(etag.strip('"'))
+        stored = head.headers.get(cks.header_name(algorithm)) if want_checksum and \
+            algorithm is not None else None
+        if size != self._state.size or (count is not None and int(count[1]) != part_count):
+            return None
+        if stored is not None and stored not in (self._expected, self._composite):
+            return None
+        logger.info("s3://%s/%s: HeadObject shows the object sent (%d bytes, %d parts): the "
+                    "upload completed", self.bucket, self.key, size, part_count)
+        checksums = {cks.xml_name(algorithm): stored} if algorithm and stored else {}
+        return _xml.CompleteResult(etag or None, None, head.headers.get("x-amz-version-id"),
+                                   checksums)
 
     async def _put_single(self, part: Part | None) -> None:
         """Never went multipart: the whole object fits one PutObject."""
@@ -302,20 +455,33 @@ class Upload:
         chunks, size = part.chunks, part.size
         algorithm = self._opts.algorithm
         digest = await self._requester.part_digest(part, algorithm)
-        headers = [*self._opts.object_headers, *self._opts.conditions]
-        if algorithm is not None and digest.checksum_b64 is not None:
-            headers.append((cks.header_name(algorithm), digest.checksum_b64))
-        request = proto.put_object(self.bucket, self.key, chunks, size, tuple(headers))
-        response = await self._requester.call(
-            request, _echo_checker(algorithm, digest.checksum_b64, _read_response),
-            payload_hash=self._requester.hash_for(digest))
+        sent: list[str | None] = [None]
+
+        def build() -> proto.Request:
+            checksum = self._checksum_header(digest)
+            sent[0] = checksum[0][1] if checksum else None
+            headers = (*self._opts.object_headers, *self._opts.conditions, *checksum)
+            return proto.put_object(self.bucket, self.key, chunks, size, headers)
+
+        def read(request: proto.Request, response: proto.Response) -> tuple[proto.Response, bool]:
+            proto.check(request, response)
+            return response, _check_echo(algorithm, sent[0], request, response)
+
+        response, echoed = await self._call(build, read, floor=cks.NONE,
+                                            payload_hash=self._requester.hash_for(digest))
+        etag = response.headers.get("etag", "")
+        checksum = sent[0]
+        if algorithm == "md5" and checksum is not None and digest.checksum is not None:
+            # A plain PutObject's ETag is the body's MD5: the store computed the same one.
+            echoed = etag.strip('"').lower() == digest.checksum.hex()
         self._finished = True
         self.result = UploadResult(
-            self.bucket, self.key, response.headers.get("etag", ""), size, 1 if size else 0,
-            None, response.headers.get("x-amz-version-id"), digest.checksum_b64,
-            algorithm if digest.checksum_b64 else None,
-            "FULL_OBJECT" if digest.checksum_b64 else None,
+            self.bucket, self.key, etag, size, 1 if size else 0,
+            None, response.headers.get("x-amz-version-id"), checksum,
+            algorithm if checksum else None, "FULL_OBJECT" if checksum else None, echoed,
         )
+
+    # ------------------------------------------------------------------ failure
 
     async def _guard(self, step: Awaitable[None]) -> None:
         """Run one step; on any failure abort the upload, then raise the right error."""
@@ -325,12 +491,17 @@ class Upload:
             if self._finished:
                 raise
             aborted = await self._cleanup(exc)
+            if self.result is not None and isinstance(exc, Exception):
+                return  # the failure was only in the answer: the object is stored
             if isinstance(exc, S3ResponseError | TransportError | IntegrityError) and \
                     self._state.upload_id is not None:
-                raise UploadError(
+                error = UploadError(
                     f"upload failed: {exc}", bucket=self.bucket, key=self.key,
                     upload_id=self._state.upload_id, aborted=aborted,
-                ) from exc
+                )
+                if self._abort_note:
+                    error.add_note(self._abort_note)
+                raise error from exc
             raise
 
     async def _cleanup(self, cause: BaseException) -> bool:
@@ -350,54 +521,67 @@ class Upload:
                 cancelled = True
         abort_error = worker.exception() if not worker.cancelled() else None
         if abort_error is not None:
-            note = f"AbortMultipartUpload failed too: {abort_error!r}"
-            cause.add_note(note)
+            if isinstance(abort_error, TimeoutError):
+                abort_error = TimeoutError(
+                    f"no answer within abort_timeout={self._opts.abort_timeout} s")
+            self._abort_note = f"AbortMultipartUpload failed too: {abort_error!r}"
+            cause.add_note(self._abort_note)
             logger.warning("s3://%s/%s upload %s: %s", self.bucket, self.key,
-                           self._state.upload_id, note)
-        self._aborted = abort_error is None and not worker.cancelled()
+                           self._state.upload_id, self._abort_note)
+        outcome = worker.result() if abort_error is None and not worker.cancelled() else None
+        self._aborted = outcome == "aborted"
         if cancelled and not isinstance(cause, asyncio.CancelledError):
             raise asyncio.CancelledError
         return self._aborted
 
-    async def _abort_within_deadline(self) -> None:
+    async def _abort_within_deadline(self) -> str:
+        """``"aborted"`` (nothing of this upload left open or stored) or ``"stored"``
+        (the upload had in fact completed: ``self.result`` says what S3 stored)."""
         async with asyncio.timeout(self._opts.abort_timeout):
             tasks = set(self._tasks)
             for task in tasks:
                 task.cancel()
             if tasks:
                 await asyncio.wait(tasks)
+            create = self._create_task
+            if create is not None:
+                # A Create still in flight will make an upload: wait for it, to abort it.
+                await asyncio.wait({create})
+                if not create.cancelled():
+                    create.exception()  # retrieved: the cause of the failure is elsewhere
             upload_id = self._state.upload_id
             if upload_id is None:
-                return
-            await self._requester.call(
+                return "aborted"
+            existed = await self._requester.call(
                 proto.abort_multipart_upload(self.bucket, self.key, upload_id),
                 proto.read_abort,
+                # Its own time budget: a server back within seconds still gets the abort.
+                retry=self._requester.retry.with_budget(self._opts.abort_timeout),
             )
             self._state.aborted()
-            logger.debug("aborted multipart upload %s", upload_id)
+            if existed or not self._maybe_committed:
+                logger.debug("aborted multipart upload %s", upload_id)
+                return "aborted"
+            # NoSuchUpload after a Complete that may have committed: the upload is gone,
+            # but whether as our object or not, only HeadObject can tell.
+            found = await self._confirm(len(self._state.done))
+            if found is None or found.etag is None:
+                return "aborted"
+            self._state.state = proto.State.COMPLETING
+            self._finish(found, len(self._state.done))
+            return "stored"
 
 
-def _echo_checker(
-    algorithm: str | None, sent: str | None,
-    reader: Callable[[proto.Request, proto.Response], T],
-) -> Callable[[proto.Request, proto.Response], T]:
-    """Wrap ``reader`` so that a checksum S3 echoes back must equal the one we sent."""
-
-    def read(request: proto.Request, response: proto.Response) -> T:
-        result = reader(request, response)
-        if cks.stored_by_s3(algorithm) and sent is not None:
-            echoed = response.headers.get(cks.header_name(algorithm))
-            if echoed is not None and echoed != sent:
-                raise IntegrityError(
-                    f"{request.operation} s3://{request.bucket}/{request.key}: S3 echoed "
-                    f"{algorithm} {echoed}, but the bytes sent have {sent}")
-        return result
-
-    return read
-
-
-def _read_response(request: proto.Request, response: proto.Response) -> proto.Response:
-    """The whole response of a success whose headers are all the caller needs."""
-    proto.check(request, response)
-    return response
-
+def _check_echo(algorithm: str | None, sent: str | None, request: proto.Request,
+                response: proto.Response) -> bool:
+    """Whether S3 echoed the checksum we sent; IntegrityError if it echoed another one."""
+    if not cks.stored_by_s3(algorithm) or sent is None:
+        return False
+    echoed = response.headers.get(cks.header_name(algorithm))
+    if echoed is None:
+        return False
+    if echoed != sent:
+        raise IntegrityError(
+            f"{request.operation} s3://{request.bucket}/{request.key}: S3 echoed "
+            f"{algorithm} {echoed}, but the bytes sent have {sent}")
+    return True

@@ -5,10 +5,17 @@ every element that may repeat is named in ``force_list``. Entity expansion stays
 (xmltodict's default) so a hostile peer cannot make us expand a billion laughs.
 Namespaces are dropped deliberately: S3 and its clones disagree on whether they
 send one, and no element name here is ambiguous without it.
+
+Answers are read the way botocore reads them: by the child elements an operation
+needs, whatever the root element is called (``InitiateMultipartUploadResult`` on AWS,
+``InitiateMultipartUpload`` from rclone, ``ListPartsResponse`` from moto...), and
+unknown elements are ignored. Only an ``<Error>`` root is special: it is an error,
+whatever the HTTP status said.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +47,8 @@ class CompletedPart:
 
 @dataclass(frozen=True, slots=True)
 class CompleteResult:
-    etag: str
+    #: None when the store answered without one (an empty body, or an empty ``<ETag/>``).
+    etag: str | None
     location: str | None
     version_id: str | None = None
     checksums: Mapping[str, str] = field(default_factory=dict)
@@ -138,11 +146,39 @@ def _error_body(content: Mapping[str, Any]) -> ErrorBody:
     )
 
 
-def parse_initiate(body: bytes) -> str:
+class ErrorDocument(MalformedXML):
+    """A success reader met an ``<Error>`` document (a ``200 OK`` that is a failure)."""
+
+    def __init__(self, error: ErrorBody) -> None:
+        super().__init__(f"<Error> {error.code}")
+        self.error = error
+
+
+def parse_result(body: bytes) -> dict[str, Any]:
+    """The children of a success document, whatever its root is called.
+
+    An ``<Error>`` root raises ``ErrorDocument``: S3 can answer ``200 OK`` and fail.
+    """
     root, content = parse(body)
-    if root != "InitiateMultipartUploadResult":
-        raise MalformedXML(f"expected <InitiateMultipartUploadResult>, got <{root}>")
-    return _required(content, "UploadId", root)
+    if root == "Error":
+        raise ErrorDocument(_error_body(content))
+    return content
+
+
+_UPLOAD_ID_RE = re.compile(rb"<(?:\w+:)?UploadId>\s*([^<\s]+)\s*</(?:\w+:)?UploadId>")
+
+
+def salvage_upload_id(body: bytes) -> str | None:
+    """An ``UploadId`` in a Create answer that is not readable XML (truncated, garbled).
+
+    The upload it names exists on the server, so it must be aborted, not forgotten.
+    """
+    match = _UPLOAD_ID_RE.search(body)
+    return match.group(1).decode("utf-8", "replace") if match else None
+
+
+def parse_initiate(body: bytes) -> str:
+    return _required(parse_result(body), "UploadId", "CreateMultipartUpload answer")
 
 
 _CHECKSUM_NAMES = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1",
@@ -150,15 +186,18 @@ _CHECKSUM_NAMES = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "Chec
 
 
 def parse_complete(body: bytes) -> CompleteResult | ErrorBody:
-    """The Complete answer: a result, or the ``<Error>`` S3 may send with ``200 OK``."""
-    root, content = parse(body)
-    if root == "Error":
-        return _error_body(content)
-    if root != "CompleteMultipartUploadResult":
-        raise MalformedXML(f"expected <CompleteMultipartUploadResult>, got <{root}>")
+    """The Complete answer: a result, or the ``<Error>`` S3 may send with ``200 OK``.
+
+    Raises MalformedXML for an empty or unreadable body: the caller must then find out
+    whether the upload committed (it may well have), never assume it failed.
+    """
+    try:
+        content = parse_result(body)
+    except ErrorDocument as exc:
+        return exc.error
     checksums = {n: v for n in _CHECKSUM_NAMES if (v := _text(content, n))}
     return CompleteResult(
-        etag=_required(content, "ETag", root),
+        etag=_text(content, "ETag") or None,
         location=_text(content, "Location"),
         checksums=checksums,
     )
@@ -185,9 +224,7 @@ def _is_true(value: str | None) -> bool:
 
 
 def parse_list_uploads(body: bytes) -> UploadsPage:
-    root, content = parse(body)
-    if root != "ListMultipartUploadsResult":
-        raise MalformedXML(f"expected <ListMultipartUploadsResult>, got <{root}>")
+    content = parse_result(body)
     uploads = [
         UploadListing(
             key=_required(u, "Key", "Upload"),
@@ -195,6 +232,7 @@ def parse_list_uploads(body: bytes) -> UploadsPage:
             initiated=_text(u, "Initiated") or "",
         )
         for u in content.get("Upload") or []
+        if isinstance(u, dict)
     ]
     return UploadsPage(
         uploads=uploads,
@@ -205,9 +243,7 @@ def parse_list_uploads(body: bytes) -> UploadsPage:
 
 
 def parse_list_parts(body: bytes) -> PartsPage:
-    root, content = parse(body)
-    if root != "ListPartsResult":
-        raise MalformedXML(f"expected <ListPartsResult>, got <{root}>")
+    content = parse_result(body)
     parts = [
         PartListing(
             number=int(_required(p, "PartNumber", "Part")),
@@ -216,6 +252,7 @@ def parse_list_parts(body: bytes) -> PartsPage:
             last_modified=_text(p, "LastModified") or "",
         )
         for p in content.get("Part") or []
+        if isinstance(p, dict)
     ]
     marker = _text(content, "NextPartNumberMarker")
     return PartsPage(
