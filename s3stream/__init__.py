@@ -8,6 +8,7 @@ from ._parts import Limits
 from ._retry import Retry
 from .exceptions import (
     IntegrityError,
+    NoCredentialsError,
     S3ResponseError,
     S3StreamError,
     StallError,
@@ -41,6 +42,7 @@ __all__ = [
     "IntegrityError",
     "Limits",
     "MultipartUploadInfo",
+    "NoCredentialsError",
     "PartInfo",
     "Retry",
     "S3Client",

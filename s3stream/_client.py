@@ -5,6 +5,7 @@ and builds the engines (``_upload.Upload``) on one shared ``_requester.Requester
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -13,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import _checksums as cks
 from . import _protocol as proto
-from ._credentials import Credentials, resolve_credentials, resolve_endpoint, resolve_region
+from ._credentials import (
+    Credentials,
+    CredentialsNotFound,
+    resolve_credentials,
+    resolve_endpoint,
+    resolve_region,
+)
 from ._parts import S3_LIMITS, Limits, plan
 from ._requester import Requester
 from ._retry import Retry
@@ -56,6 +63,8 @@ class _Default:
 #: "Use the client's setting": lets ``checksum=None`` mean "no checksum" per upload.
 DEFAULT: Any = _Default()
 
+_ADDRESSING = ("auto", "path", "virtual")
+
 
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
@@ -67,10 +76,62 @@ def _parse_time(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# Argument checks. Messages name the option and the type of what was passed; values are
+# shown only where they cannot be secret (numbers, the enumerated strings).
+
+
+def _type(value: object) -> str:
+    return type(value).__name__
+
+
+def _check_count(name: str, value: object) -> int:
+    # bool is an int to Python, but True as a count is a mistake, not a 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{name} must be an int >= 1, not {_type(value)}")
+    if value < 1:
+        raise UsageError(f"{name} must be an int >= 1, not {value}")
+    return value
+
+
+def _check_seconds(name: str, value: object, *, optional: bool) -> float | None:
+    if value is None and optional:
+        return None
+    none = " or None (no limit)" if optional else ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{name} must be a positive number of seconds{none}, not {_type(value)}")
+    # NaN compares false with everything, so "value <= 0" alone would let it through.
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"{name} must be a positive number of seconds{none}, not {value}")
+    return value
+
+
+def _check_optional_str(name: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{name} must be a str or None, not {_type(value)}")
+    if value == "":
+        raise UsageError(f"{name} must not be empty (pass None to use the default)")
+    return value
+
+
+def _check_callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise UsageError(f"{name} must be callable or None, not {_type(value)}")
+
+
+def _check_mapping(name: str, value: object) -> None:
+    if value is not None and not isinstance(value, Mapping):
+        raise UsageError(f"{name} must be a mapping (such as a dict) or None, not {_type(value)}")
+
+
 def _check_concurrency(concurrency: object) -> int:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise UsageError(f"concurrency must be an int >= 1, not {concurrency!r}")
-    return concurrency
+    return _check_count("concurrency", concurrency)
+
+
+def _check_part_size(part_size: object) -> int | None:
+    if part_size is not None and (isinstance(part_size, bool) or not isinstance(part_size, int)):
+        raise UsageError(
+            f"part_size must be an int number of bytes or None, not {_type(part_size)}")
+    return part_size
 
 
 class S3Client:
@@ -103,28 +164,64 @@ class S3Client:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rand: Callable[[], float] | None = None,
     ) -> None:
-        env = os.environ if environ is None else environ
+        # Every argument is checked before anything is resolved, read or sent.
+        endpoint = _check_optional_str("endpoint", endpoint)
+        region = _check_optional_str("region", region)
         if credentials is not None and not isinstance(credentials, Credentials):
-            raise UsageError("credentials must be an s3stream.Credentials")
+            # Never the value: a tuple or dict passed here holds the secret.
+            raise UsageError("credentials must be an s3stream.Credentials (or None to find "
+                             f"them in the environment), not {_type(credentials)}")
+        if session is not None:
+            from aiohttp import ClientSession  # loaded already: the transport imports it
+
+            if not isinstance(session, ClientSession):
+                raise UsageError(
+                    f"session must be an aiohttp.ClientSession or None, not {_type(session)}")
+        if not isinstance(addressing, str) or addressing not in _ADDRESSING:
+            shown = repr(addressing) if isinstance(addressing, str) else _type(addressing)
+            raise UsageError(f"addressing must be 'auto', 'path' or 'virtual', not {shown}")
+        # Exactly True, False or None: a string such as "unsigned" or "false" is truthy
+        # and would silently mean the opposite of what it says.
+        if sign_payload is not None and not isinstance(sign_payload, bool):
+            shown = repr(sign_payload) if isinstance(sign_payload, str | int) \
+                else _type(sign_payload)
+            raise UsageError(f"sign_payload must be True, False or None, not {shown}")
         if retry is not None and not isinstance(retry, Retry):
-            raise UsageError("retry must be an s3stream.Retry")
-        for name, value in (("connect_timeout", connect_timeout),
-                            ("stall_timeout", stall_timeout), ("abort_timeout", abort_timeout)):
-            if value is not None and (not isinstance(value, int | float) or value <= 0):
-                raise UsageError(f"{name} must be a positive number of seconds")
+            raise UsageError(f"retry must be an s3stream.Retry or None, not {_type(retry)}")
+        _check_seconds("connect_timeout", connect_timeout, optional=True)
+        _check_seconds("stall_timeout", stall_timeout, optional=True)
+        _check_seconds("abort_timeout", abort_timeout, optional=False)
+        _check_count("max_connections", max_connections)
+        algorithm = (cks.default_algorithm() if checksum is DEFAULT
+                     else cks.validate_algorithm(checksum))
+        if not isinstance(limits, Limits):
+            raise UsageError(f"limits must be an s3stream.Limits, not {_type(limits)}")
+        if environ is not None and not isinstance(environ, Mapping):
+            raise UsageError(f"environ must be a mapping (such as os.environ) or None, "
+                             f"not {_type(environ)}")
+        _check_callable("clock", clock)
+        _check_callable("sleep", sleep)
+        _check_callable("rand", rand)
+
+        env = os.environ if environ is None else environ
         self.region = resolve_region(region, env)
-        self.credentials = resolve_credentials(credentials, env)
+        resolved = resolve_credentials(credentials, env)
+        if isinstance(resolved, CredentialsNotFound):
+            # Found out here rather than on the first request: a client that cannot sign
+            # is refused before anything could be sent (never silently anonymous).
+            raise resolved.error()
+        #: Never None: ``Credentials.anonymous()`` when requests go out unsigned.
+        self.credentials: Credentials = resolved
         self._endpoint = proto.Endpoint.parse(
             resolve_endpoint(endpoint, env), region=self.region, addressing=addressing
         )
         self._sign_payload = (not self._endpoint.is_https) if sign_payload is None \
-            else bool(sign_payload)
+            else sign_payload
         self.retry = retry or Retry()
-        if not isinstance(limits, Limits):
-            raise UsageError("limits must be an s3stream.Limits")
         self.limits = limits
-        self.checksum = (cks.default_algorithm() if checksum is DEFAULT
-                         else cks.validate_algorithm(checksum))
+        self.checksum = algorithm
+        # An explicit choice is strict; the default gives way on stores that refuse it.
+        self._checksum_explicit = checksum is not DEFAULT
         self._abort_timeout = abort_timeout
         self._requester = Requester(
             endpoint=self._endpoint, region=self.region, credentials=self.credentials,
@@ -167,9 +264,15 @@ class S3Client:
         if_match: str | None,
     ) -> UploadOptions:
         """Every argument of an upload, checked before any I/O."""
+        _check_optional_str("content_type", content_type)
+        _check_mapping("metadata", metadata)
+        _check_mapping("headers", headers)
         algorithm = self.checksum if checksum is DEFAULT else cks.validate_algorithm(checksum)
+        strict = checksum is not DEFAULT or self._checksum_explicit
         if if_none_match is not None and if_none_match != "*":
-            raise UsageError('if_none_match supports only "*" (create the object only if absent)')
+            shown = "" if isinstance(if_none_match, str) else f", not {_type(if_none_match)}"
+            raise UsageError('if_none_match supports only "*" (create the object only if '
+                             f"absent) or None{shown}")
         if if_none_match is not None and if_match is not None:
             raise UsageError("pass if_none_match or if_match, not both")
         conditions: list[tuple[str, str]] = []
@@ -188,6 +291,7 @@ class S3Client:
             algorithm=algorithm,
             conditions=tuple(conditions),
             abort_timeout=self._abort_timeout,
+            strict_checksum=strict and algorithm is not None,
         )
 
     def open_upload(
@@ -215,7 +319,8 @@ class S3Client:
             metadata=metadata, headers=headers, checksum=checksum,
             if_none_match=if_none_match, if_match=if_match)
         return Upload(self._requester, options,
-                      plan(size=None, part_size=part_size, limits=self.limits))
+                      plan(size=None, part_size=_check_part_size(part_size),
+                           limits=self.limits))
 
     async def upload(
         self,
@@ -247,7 +352,9 @@ class S3Client:
             bucket, key, concurrency=concurrency, content_type=content_type,
             metadata=metadata, headers=headers, checksum=checksum,
             if_none_match=if_none_match, if_match=if_match)
-        chunks, size, close = open_source(source)
+        part_size = _check_part_size(part_size)
+        # A path is opened (and its size read) in a worker thread, still before any request.
+        chunks, size, close = await open_source(source)
         try:
             up = Upload(self._requester, options,
                         plan(size=size, part_size=part_size, limits=self.limits))

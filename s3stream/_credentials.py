@@ -18,21 +18,34 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from .exceptions import UsageError
+from .exceptions import NoCredentialsError, UsageError
 
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """AWS access key, secret and optional session token. The secret never shows in a repr."""
+    """AWS access key, secret and optional session token. The secret never shows in a repr.
+
+    ``Credentials.anonymous()`` is the one value whose requests are sent unsigned (public
+    buckets); it is never chosen for you.
+    """
 
     access_key_id: str
     secret_access_key: str = field(repr=False)
     session_token: str | None = field(default=None, repr=False)
 
+    #: True only for ``Credentials.anonymous()``.
+    is_anonymous: ClassVar[bool] = False
+
     def __post_init__(self) -> None:
+        for name in ("access_key_id", "secret_access_key", "session_token"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"Credentials.{name} must be a str, not {type(value).__name__}")
         if not self.access_key_id or not self.secret_access_key:
-            raise UsageError("Credentials need a non-empty access_key_id and secret_access_key")
+            raise UsageError("Credentials need a non-empty access_key_id and secret_access_key "
+                             "(for unsigned requests use Credentials.anonymous())")
         for name in ("access_key_id", "secret_access_key", "session_token"):
             value = getattr(self, name)
             if value is not None and any(c in value for c in "\r\n"):
@@ -42,39 +55,121 @@ class Credentials:
         token = ", session_token='***'" if self.session_token else ""
         return f"Credentials(access_key_id={self.access_key_id!r}, secret_access_key='***'{token})"
 
+    @classmethod
+    def anonymous(cls) -> Credentials:
+        """No credentials, on purpose: requests go out without a signature."""
+        return _ANONYMOUS
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _AnonymousCredentials(Credentials):
+    # A subclass rather than a flag field, so that no constructor call can produce it by
+    # accident (Credentials("", "") is still refused) and there is exactly one of it.
+    is_anonymous: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "Credentials.anonymous()"
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        # Copies and unpickled values stay the singleton.
+        return (Credentials.anonymous, ())
+
+
+_ANONYMOUS: Credentials = _AnonymousCredentials("", "")
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialsNotFound:
+    """The result of a resolution that found nothing: every place looked at, in order,
+    each with why it gave nothing.
+
+    A value rather than an exception, so that a resolver that runs later (such as a
+    credentials chain that asks a metadata service on first use) can hold it and raise
+    ``error()`` where it is needed; ``S3Client`` raises it at construction.
+    """
+
+    searched: tuple[str, ...]
+
+    def error(self) -> NoCredentialsError:
+        places = "; ".join(self.searched)
+        return NoCredentialsError(
+            f"no AWS credentials found. Looked at: {places}. Pass "
+            "credentials=s3stream.Credentials(access_key_id, secret_access_key), set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or, to send unsigned requests "
+            "(public buckets only), pass credentials=s3stream.Credentials.anonymous()",
+            searched=self.searched,
+        )
+
 
 def _profile_name(environ: Mapping[str, str]) -> str:
     return environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE") or "default"
 
 
-def _read_ini(path: str) -> configparser.RawConfigParser:
+def _read_ini(path: str) -> tuple[configparser.RawConfigParser, bool]:
+    """The parsed file, and whether it could be read at all (missing files are empty)."""
     parser = configparser.RawConfigParser()
     try:
-        parser.read(path, encoding="utf-8")
+        read = parser.read(path, encoding="utf-8")
     except configparser.Error as exc:
-        raise UsageError(f"cannot parse AWS config file {path}: {exc}") from None
-    return parser
+        # configparser's own messages quote the offending line, which may hold a secret:
+        # only the line number and the kind of error are shown.
+        line = getattr(exc, "lineno", None)
+        errors = getattr(exc, "errors", None)
+        if line is None and errors:
+            line = errors[0][0]
+        where = f" (line {line})" if line is not None else ""
+        raise UsageError(f"cannot parse AWS config file {path}{where}: "
+                         f"{type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot parse AWS config file {path}: not UTF-8") from None
+    return parser, bool(read)
+
+
+@dataclass(frozen=True, slots=True)
+class _ProfileFile:
+    """The profile's section in one of the two shared files, as found."""
+
+    path: str
+    #: Which variable chose ``path``, or "" when it is the default location.
+    path_from: str
+    section_name: str
+    readable: bool
+    section: dict[str, str] | None
+
+
+#: Profile settings that obtain credentials in ways s3stream does not implement.
+_UNSUPPORTED = ("credential_process", "role_arn", "sso_session", "sso_start_url",
+                "web_identity_token_file", "credential_source")
+
+
+def _profile_files(environ: Mapping[str, str]) -> tuple[_ProfileFile, _ProfileFile]:
+    """The profile in the shared credentials file, then in the config file."""
+    home = environ.get("HOME") or str(Path.home())
+    profile = _profile_name(environ)
+    out: list[_ProfileFile] = []
+    for variable, default, sections in (
+        ("AWS_SHARED_CREDENTIALS_FILE", os.path.join(home, ".aws", "credentials"), (profile,)),
+        # The config file names non-default profiles "profile NAME" (a bare NAME is
+        # accepted too, as the AWS CLI does).
+        ("AWS_CONFIG_FILE", os.path.join(home, ".aws", "config"),
+         (f"profile {profile}", profile) if profile != "default" else ("default",)),
+    ):
+        chosen = environ.get(variable)
+        path = os.path.expanduser(chosen or default)
+        parser, readable = _read_ini(path)
+        name = next((s for s in sections if parser.has_section(s)), None)
+        out.append(_ProfileFile(
+            path, variable if chosen else "", name or sections[0], readable,
+            dict(parser.items(name)) if name is not None else None))
+    return out[0], out[1]
 
 
 def _profile_sections(environ: Mapping[str, str]) -> list[dict[str, str]]:
     """The profile's settings, credentials file first, then the config file."""
-    home = environ.get("HOME") or str(Path.home())
-    profile = _profile_name(environ)
-    creds_path = environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(
-        home, ".aws", "credentials"
-    )
-    config_path = environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config")
-    found: list[dict[str, str]] = []
-    creds = _read_ini(os.path.expanduser(creds_path))
-    if creds.has_section(profile):
-        found.append(dict(creds.items(profile)))
-    config = _read_ini(os.path.expanduser(config_path))
-    # The config file names non-default profiles "profile NAME".
-    for section in ((f"profile {profile}", profile) if profile != "default" else ("default",)):
-        if config.has_section(section):
-            found.append(dict(config.items(section)))
-            break
-    return found
+    return [f.section for f in _profile_files(environ) if f.section is not None]
 
 
 def _from_profile(environ: Mapping[str, str], option: str) -> str | None:
@@ -85,21 +180,61 @@ def _from_profile(environ: Mapping[str, str], option: str) -> str | None:
     return None
 
 
+def _why_not(found: _ProfileFile) -> str:
+    """Why this file gave no credentials (names only, never a value)."""
+    if not found.readable:
+        return "no such file" if not os.path.exists(found.path) else "cannot be read"
+    if found.section is None:
+        return f"no [{found.section_name}] section"
+    has = [name for name in ("aws_access_key_id", "aws_secret_access_key")
+           if found.section.get(name, "").strip()]
+    if len(has) == 1:
+        missing = "aws_secret_access_key" if has == ["aws_access_key_id"] else \
+            "aws_access_key_id"
+        return f"[{found.section_name}] has {has[0]} but no {missing}"
+    unsupported = [name for name in _UNSUPPORTED if name in found.section]
+    if unsupported:
+        return (f"[{found.section_name}] uses {', '.join(unsupported)}, which s3stream "
+                "does not support")
+    return f"[{found.section_name}] has no aws_access_key_id and aws_secret_access_key"
+
+
 def resolve_credentials(
     explicit: Credentials | None, environ: Mapping[str, str]
-) -> Credentials | None:
-    """Explicit, then environment, then shared files. None means "send unsigned requests"."""
+) -> Credentials | CredentialsNotFound:
+    """Explicit, then environment, then shared files; what was searched if none had any.
+
+    Never anonymous unless ``explicit`` is ``Credentials.anonymous()``.
+    """
     if explicit is not None:
         return explicit
-    key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
-    if key and secret:
-        return Credentials(key, secret, environ.get("AWS_SESSION_TOKEN") or None)
-    for section in _profile_sections(environ):
+    env_key, env_secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+    if env_key and env_secret:
+        return Credentials(env_key, env_secret, environ.get("AWS_SESSION_TOKEN") or None)
+    files = _profile_files(environ)
+    for found in files:
+        section = found.section or {}
         key, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")
-        if key and secret:
+        if key and key.strip() and secret and secret.strip():
             token = section.get("aws_session_token") or None
             return Credentials(key.strip(), secret.strip(), token.strip() if token else None)
-    return None
+    if env_key or env_secret:
+        only = "AWS_ACCESS_KEY_ID" if env_key else "AWS_SECRET_ACCESS_KEY"
+        env_state = f"only {only} is set"
+    else:
+        env_state = "not set"
+    profile = _profile_name(environ)
+    profile_from = ("AWS_PROFILE" if environ.get("AWS_PROFILE") else
+                    "AWS_DEFAULT_PROFILE" if environ.get("AWS_DEFAULT_PROFILE") else "")
+    named = f"profile {profile!r}" + (f" (from {profile_from})" if profile_from else "")
+    searched = [
+        "the credentials argument (None)",
+        f"the environment variables AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY ({env_state})",
+    ]
+    for what, found in zip(("shared credentials file", "config file"), files, strict=True):
+        chosen = f", from {found.path_from}" if found.path_from else ""
+        searched.append(f"{named} in the {what} {found.path}{chosen} ({_why_not(found)})")
+    return CredentialsNotFound(tuple(searched))
 
 
 def resolve_region(explicit: str | None, environ: Mapping[str, str]) -> str:

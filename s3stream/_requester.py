@@ -57,7 +57,7 @@ class Requester:
         *,
         endpoint: proto.Endpoint,
         region: str,
-        credentials: Credentials | None,
+        credentials: Credentials,
         sign_payload: bool,
         retry: Retry,
         transport: Transport,
@@ -144,7 +144,7 @@ class Requester:
 
     def _signed_headers(self, request: proto.Request, payload_hash: str) -> list[tuple[str, str]]:
         headers = [("Host", self.endpoint.netloc(request.bucket)), *request.headers]
-        if self.credentials is not None:
+        if not self.credentials.is_anonymous:
             added = sign_headers(
                 method=request.method,
                 raw_path=self.endpoint.raw_path(request.bucket, request.key),

@@ -4,6 +4,7 @@
 
     S3StreamError                 every error s3stream raises on purpose
     ├── UsageError                (also ValueError) bad arguments; raised before any I/O
+    │   └── NoCredentialsError    no credentials anywhere s3stream looked; ``.searched`` says where
     ├── TransportError            no HTTP response arrived; the aiohttp/OS error is __cause__
     │   └── StallError            the connection made no progress for ``stall_timeout`` seconds
     ├── S3ResponseError           S3 answered with an error (status, code, message, request id)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "IntegrityError",
+    "NoCredentialsError",
     "S3ResponseError",
     "S3StreamError",
     "StallError",
@@ -35,6 +37,19 @@ class S3StreamError(Exception):
 
 class UsageError(S3StreamError, ValueError):
     """The caller passed something s3stream cannot use; nothing was sent."""
+
+
+class NoCredentialsError(UsageError):
+    """No credentials were given and none were found; nothing was sent.
+
+    ``searched`` lists, in order, every place that was looked at (argument, environment
+    variables, profile and file), each with why it gave nothing. Anonymous (unsigned)
+    requests are never a fallback: they take ``Credentials.anonymous()``.
+    """
+
+    def __init__(self, message: str, *, searched: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.searched = searched
 
 
 class TransportError(S3StreamError):

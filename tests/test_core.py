@@ -12,7 +12,12 @@ import pytest
 import s3stream
 from s3stream import Credentials, Retry, S3ResponseError, UsageError, _xml
 from s3stream import _protocol as proto
-from s3stream._credentials import resolve_credentials, resolve_endpoint, resolve_region
+from s3stream._credentials import (
+    CredentialsNotFound,
+    resolve_credentials,
+    resolve_endpoint,
+    resolve_region,
+)
 
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 
@@ -248,7 +253,7 @@ def test_credentials_repr_hides_secrets() -> None:
 
 def test_credentials_chain(tmp_path: Path) -> None:
     env = {"HOME": str(tmp_path)}
-    assert resolve_credentials(None, env) is None
+    assert isinstance(resolve_credentials(None, env), CredentialsNotFound)
     aws = tmp_path / ".aws"
     aws.mkdir()
     (aws / "credentials").write_text(
@@ -274,7 +279,7 @@ def test_credentials_chain(tmp_path: Path) -> None:
     assert resolve_credentials(explicit, envvars) is explicit
     custom = {"HOME": str(tmp_path), "AWS_SHARED_CREDENTIALS_FILE": str(aws / "none"),
               "AWS_CONFIG_FILE": str(aws / "none"), "AWS_DEFAULT_REGION": "sa-east-1"}
-    assert resolve_credentials(None, custom) is None
+    assert isinstance(resolve_credentials(None, custom), CredentialsNotFound)
     assert resolve_region(None, custom) == "sa-east-1"
 
 
@@ -301,7 +306,7 @@ def test_retry_policy_decisions() -> None:
     assert not r.is_retryable_response(403, "AccessDenied")
     assert not r.is_retryable_response(404, "NoSuchUpload")
     assert not r.is_retryable_response(501, "NotImplemented")
-    assert r.can_retry(4) and not r.can_retry(5)
+    assert r.can_retry(19) and not r.can_retry(20)
     assert not Retry(attempts=1).can_retry(1)
 
 
@@ -319,7 +324,7 @@ def test_retry_is_immutable_and_validated() -> None:
     r = Retry()
     with pytest.raises(AttributeError):
         r.attempts = 3  # type: ignore[misc]
-    assert r.with_attempts(2).attempts == 2 and r.attempts == 5
+    assert r.with_attempts(2).attempts == 2 and r.attempts == 20
     with pytest.raises(UsageError):
         Retry(attempts=0)
 
@@ -339,9 +344,13 @@ def test_public_api_all_is_complete_and_sorted() -> None:
 
 def test_exception_tree() -> None:
     for exc in (s3stream.UsageError, s3stream.TransportError, s3stream.S3ResponseError,
-                s3stream.UploadError, s3stream.IntegrityError, s3stream.StallError):
+                s3stream.UploadError, s3stream.IntegrityError, s3stream.StallError,
+                s3stream.NoCredentialsError):
         assert issubclass(exc, s3stream.S3StreamError)
     assert issubclass(s3stream.UsageError, ValueError)
+    assert issubclass(s3stream.NoCredentialsError, s3stream.UsageError)
+    assert s3stream.exceptions.__all__ == sorted(s3stream.exceptions.__all__)
+    assert "NoCredentialsError" in s3stream.exceptions.__all__
     assert issubclass(s3stream.StallError, s3stream.TransportError)
 
 
