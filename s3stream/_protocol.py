@@ -408,9 +408,12 @@ class MultipartState:
             )
 
     def opened(self, upload_id: str) -> None:
-        self._expect(State.NEW)
+        # FAILED too: a Create that was in flight when the upload failed still made an
+        # upload, and its id is what the abort needs.
+        self._expect(State.NEW, State.FAILED)
         self.upload_id = upload_id
-        self.state = State.OPEN
+        if self.state is State.NEW:
+            self.state = State.OPEN
 
     def part_started(self, number: int, size: int) -> None:
         self._expect(State.OPEN)

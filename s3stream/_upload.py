@@ -206,27 +206,33 @@ class Upload:
 
         A checksum the caller asked for explicitly stays strict: the refusal is raised.
         """
+        first = self._level
+        refusal: S3ResponseError | None = None
         while True:
             level = self._level
             try:
-                return await self._requester.call(build(), reader, payload_hash=payload_hash,
-                                                  on_attempt=on_attempt)
+                result = await self._requester.call(build(), reader, payload_hash=payload_hash,
+                                                    on_attempt=on_attempt)
             except S3ResponseError as exc:
                 if self._opts.strict_checksum or level == cks.NONE or \
                         not cks.rejects_checksums(exc.status, exc.code):
                     raise
-                self._lower(max(floor, level - 1) if floor < level else cks.NONE, exc)
+                refusal = exc
+                self._level = max(floor, level - 1) if floor < level else cks.NONE
+                continue
+            if refusal is not None and self._level < first:
+                self._remember(refusal)
+            return result
 
-    def _lower(self, level: int, cause: S3ResponseError) -> None:
-        if level >= self._level:
-            return
-        self._level = min(self._level, level)
-        if self._requester.store.lower(level):
+    def _remember(self, refusal: S3ResponseError) -> None:
+        """Tell the client's other uploads (and, once, the log) what the store refused."""
+        if self._requester.store.lower(self._level):
             logger.warning(
                 "the store refused %s checksum headers (%s %s: %s); this client goes on with "
                 "%s (pass checksum=%r explicitly to make that an error)",
-                self._opts.algorithm, cause.operation, cause.code, cause.message or cause.status,
-                _LEVEL_NAMES[level], self._opts.algorithm)
+                self._opts.algorithm, refusal.operation, refusal.code,
+                refusal.message or refusal.status, _LEVEL_NAMES[self._level],
+                self._opts.algorithm)
 
     def _create_headers(self) -> proto.Headers:
         algorithm = self._opts.algorithm

@@ -28,6 +28,9 @@ Faults are rules matched in the order they were added, each for ``times`` reques
     fake.corrupt(op="UploadPart", part=2)                     # flip a body byte "in transit"
     gate = fake.stall(op="UploadPart", part=2)                # hold until gate.release()
     fake.garbage(op="CreateMultipartUpload", body=b"<notxml")
+    fake.rewrite(op="CompleteMultipartUpload", body=b"")  # do it, answer another body
+    fake.checksums = "reject"       # or "reject-full-object", "ignore": other stores
+    await fake.go_down(); await fake.come_back()   # an outage: refused connections
 
 A stall is not terminal: once released, the request goes on to the other rules and
 then to normal processing. Synchronise on events, never on sleeps:
@@ -272,6 +275,7 @@ class FakeS3:
         region: str = "us-east-1",
         verify_signatures: bool = True,
         min_part_size: int = 5 * MiB,
+        checksums: str = "verify",
     ) -> None:
         self.bucket = bucket
         self.access_key = access_key
@@ -279,6 +283,11 @@ class FakeS3:
         self.region = region
         self.verify_signatures = verify_signatures
         self.min_part_size = min_part_size
+        #: How the store treats ``x-amz-checksum-*``: "verify" (like S3), "reject" (any
+        #: checksum header is refused with ``reject_with``), "reject-full-object" (only
+        #: ``x-amz-checksum-type: FULL_OBJECT`` is), or "ignore" (as if never sent).
+        self.checksums = checksums
+        self.reject_with: tuple[int, str] = (400, "InvalidArgument")
         self.requests: list[Recorded] = []
         self.objects: dict[str, bytes] = {}
         #: key -> {algorithm: stored checksum} (what HeadObject reports with checksum mode).
@@ -297,6 +306,9 @@ class FakeS3:
         self._seq = itertools.count(1)
         self._ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._port = 0
+        self._transports: set[Any] = set()
         self.endpoint = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -305,11 +317,27 @@ class FakeS3:
         server = web.Server(self._handle, access_log=None)
         self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.endpoint = f"http://{host}:{port}"
+        self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await self._site.start()
+        host, self._port = self._runner.addresses[0][:2]
+        self.endpoint = f"http://{host}:{self._port}"
         return self
+
+    async def go_down(self) -> None:
+        """An outage, like a killed server: stop listening (new connections are refused)
+        and drop every open connection at once."""
+        assert self._site is not None
+        site, self._site = self._site, None
+        await site.stop()
+        for transport in list(self._transports):
+            transport.abort()
+        self._transports.clear()
+
+    async def come_back(self) -> None:
+        """Listen again on the same port, with everything stored kept (a restart)."""
+        assert self._runner is not None and self._site is None
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self._port, reuse_address=True)
+        await self._site.start()
 
     async def stop(self) -> None:
         for rule in self.rules:
@@ -392,6 +420,12 @@ class FakeS3:
         return self._add(Rule("garbage", op, part, key, times, status=status,
                               headers=dict(headers or {}), body=body))
 
+    def rewrite(self, *, op: str, body: bytes, part: int | None = None,
+                key: str | None = None, times: int | None = None) -> Rule:
+        """Carry the request out, then answer with ``body`` instead of the real answer
+        (same status and headers): other stores' dialects, empty or truncated bodies."""
+        return self._add(Rule("rewrite", op, part, key, times, body=body))
+
     def release_all(self) -> None:
         for rule in self.rules:
             if isinstance(rule, Gate):
@@ -447,6 +481,8 @@ class FakeS3:
             started=time.monotonic(),
         )
         self.requests.append(rec)
+        if request.transport is not None:
+            self._transports.add(request.transport)
         self.in_flight[op] += 1
         self.max_in_flight_by_op[op] = max(self.max_in_flight_by_op[op], self.in_flight[op])
         self.op_started[op].set()
@@ -520,9 +556,14 @@ class FakeS3:
         for gate in gates:
             if not gate.before_body:
                 await gate.hold()
-        if terminal is not None and terminal.kind != "reset":
+        if terminal is not None and terminal.kind not in ("reset", "rewrite"):
             return await self._fault(request, rec, terminal)
         response = self._process(request, rec, body)
+        if terminal is not None and terminal.kind == "rewrite":
+            rec.outcome = f"{rec.outcome}+rewritten"
+            headers = {k: v for k, v in response.headers.items()
+                       if k.lower() not in ("content-length", "transfer-encoding")}
+            return web.Response(status=response.status, body=terminal.body, headers=headers)
         if terminal is not None:  # a reset after processing: the answer is lost
             rec.outcome, rec.status = "reset-after-processing", None
             assert request.transport is not None
@@ -537,6 +578,17 @@ class FakeS3:
             return self._error(rec, *problem)
         if rec.bucket != self.bucket:
             return self._error(rec, 404, "NoSuchBucket", f"no bucket {rec.bucket!r}")
+        names = [k.lower() for k in request.headers if k.lower().startswith("x-amz-checksum-")
+                 and k.lower() != "x-amz-checksum-mode"]
+        if self.checksums == "reject" and names:
+            return self._error(rec, *self.reject_with, f"unsupported header {names[0]!r}")
+        if self.checksums == "reject-full-object" and \
+                request.headers.get("x-amz-checksum-type", "").upper() == "FULL_OBJECT":
+            return self._error(rec, *self.reject_with, "FULL_OBJECT is not supported")
+        if self.checksums == "ignore":
+            request = request.clone(headers=CIMultiDict(
+                (k, v) for k, v in request.headers.items() if k.lower() not in names
+                and k.lower() != "content-md5"))
         handler = getattr(self, f"_op_{rec.op}", None)
         if handler is None:
             return self._error(rec, 501, "NotImplemented", f"{rec.method} {rec.raw_path}")
