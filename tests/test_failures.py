@@ -945,6 +945,8 @@ async def test_abort_failure_keeps_the_original_error(fake: FakeS3, client: S3Cl
     assert (cause.status, cause.code, cause.operation) == (403, "AccessDenied", PART_OP)
     notes = getattr(cause, "__notes__", [])
     assert any("AbortMultipartUpload" in note for note in notes), notes
+    # The error the caller catches says so itself, not only its cause.
+    assert any("AbortMultipartUpload failed" in n for n in getattr(err, "__notes__", []))
     assert [r.status for r in fake.requests_for(ABORT)] == [500, 500, 500]
     assert delays == pytest.approx(BACKOFF)
     # Honest about what is left: the upload really is still open.
@@ -981,6 +983,7 @@ async def test_abort_is_bounded_in_time(fake: FakeS3, delays: list[float]) -> No
     assert isinstance(info.value.__cause__, S3ResponseError)
     notes = getattr(info.value.__cause__, "__notes__", [])
     assert any("AbortMultipartUpload" in n and "Timeout" in n for n in notes), notes
+    assert any("abort_timeout=0.2" in n for n in getattr(info.value, "__notes__", []))
     assert fake.objects == {}
 
 
