@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,8 @@ class Requester:
         self.rand = rand or random.random
         self._hasher: ThreadPoolExecutor | None = None
         self.closed = False
+        #: What this client's store turned out to support (see ``_checksums.StoreSupport``).
+        self.store = cks.StoreSupport()
 
     async def aclose(self) -> None:
         self.closed = True
@@ -165,13 +168,19 @@ class Requester:
         *,
         payload_hash: str | None = None,
         on_attempt: Callable[[int], None] | None = None,
+        retry: Retry | None = None,
     ) -> T:
-        """Send ``request`` (re-signed on every try) until ``reader`` accepts the answer."""
+        """Send ``request`` (re-signed on every try) until ``reader`` accepts the answer.
+
+        ``retry`` overrides the client's policy for this request (aborts run on a budget
+        of their own)."""
         if self.closed:
             raise UsageError("this S3Client is closed")
         url = self.endpoint.url(request.bucket, request.key, request.query)
         if payload_hash is None:
             payload_hash = self.hash_for(await self.digest(request.body, request.size, None))
+        policy = retry or self.retry
+        started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
@@ -192,14 +201,15 @@ class Requester:
                 error, retryable, retry_after = exc, exc.retryable, None
             except S3ResponseError as exc:
                 error, retry_after = exc, exc.retry_after
-                retryable = self.retry.is_retryable_response(exc.status, exc.code)
+                retryable = policy.is_retryable_response(exc.status, exc.code)
                 if exc.code == "RequestTimeTooSkewed":
                     self._correct_clock(exc.server_date)
-            if not (retryable and self.retry.can_retry(attempt)):
+            delay = policy.delay(attempt, self.rand(), retry_after)
+            elapsed = time.monotonic() - started
+            if not (retryable and policy.can_retry(attempt, elapsed, delay)):
                 logger.debug("%s %s failed on try %d, not retried: %s", request.operation,
                              request.key or "", attempt, error)
                 raise error
-            delay = self.retry.delay(attempt, self.rand(), retry_after)
             logger.debug("%s %s failed (%s); retry %d in %.3f s", request.operation,
                          request.key or "", error, attempt, delay)
             await self.sleep(delay)
