@@ -7,6 +7,7 @@ the event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import os
 import stat
@@ -88,14 +89,22 @@ def _shown(path: str) -> str:
 
 def _open_path(path: str, given_str: bool) -> tuple[BinaryIO, int | None]:
     """Open a file source and read its size (blocking: runs in a worker thread)."""
+    # A str is read as a path; a caller who meant its text gets told how to send it.
+    hint = "; to upload the text itself, pass bytes: s.encode()" if given_str else ""
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed by the caller's closer
     except FileNotFoundError as exc:
-        # A str is read as a path; a caller who meant its text gets told how to send it.
-        hint = "; to upload the text itself, pass bytes: s.encode()" if given_str else ""
         raise UsageError(f"no such file: {_shown(path)}{hint}") from exc
     except IsADirectoryError as exc:
         raise UsageError(f"the source is a directory, not a file: {_shown(path)}") from exc
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise  # permissions and the like: the OS's own error is the truth
+        raise UsageError(f"no such file (the name is too long for a path): "
+                         f"{_shown(path)}{hint}") from exc
+    except ValueError as exc:  # "embedded null byte"
+        raise UsageError(f"not a file path (it contains a NUL character): "
+                         f"{_shown(path)}{hint}") from exc
     try:
         st = os.fstat(f.fileno())
         if stat.S_ISDIR(st.st_mode):  # where open() accepts directories
