@@ -138,7 +138,10 @@ class S3Client:
     """An S3 client for streaming uploads.
 
     Every argument is keyword-only and optional; omitted ones come from the
-    environment as AWS's own tools resolve them (see ``_credentials``).
+    environment as AWS's own tools resolve them (see ``_credentials``). Every argument
+    is checked here (``UsageError``), and credentials are resolved here: when none are
+    found the constructor raises ``NoCredentialsError``, saying where it looked.
+    Unsigned requests take ``credentials=Credentials.anonymous()``.
     ``session`` is a caller-owned ``aiohttp.ClientSession`` that is borrowed and
     never closed; without one the client owns (and closes) its own.
     """

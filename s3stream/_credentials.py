@@ -7,6 +7,9 @@ config file. Region: argument, ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profi
 ``region``. Endpoint: argument, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, the
 profile's ``endpoint_url``, else AWS's regional endpoint.
 
+Finding no credentials is a result (``CredentialsNotFound``, listing where it looked),
+not an anonymous fallback: unsigned requests need ``Credentials.anonymous()``.
+
 Everything here takes the environment as a mapping so tests never touch ``os.environ``;
 the only I/O is reading the two small INI files.
 """
