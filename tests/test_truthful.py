@@ -154,6 +154,19 @@ async def test_lost_complete_answer_without_retries_is_confirmed(
     assert result.etag == fake.object_etags["k"]
 
 
+async def test_5xx_after_a_try_that_landed_is_confirmed(fake: FakeS3, client: S3Client) -> None:
+    # Try 1 commits and its answer is lost; every retry then meets a 503 from a store
+    # that no longer knows the upload well enough to say NoSuchUpload.
+    fake.reset(op=COMPLETE, after_processing=True)
+    fake.fail(op=COMPLETE, status=503, code="ServiceUnavailable")
+    data = payload(PART + 3)
+    async with deadline():
+        result = await client.upload(BUCKET, "k", chunked(data), part_size=PART)
+    assert [r.status for r in fake.requests_for(COMPLETE)] == [None, 503, 503]
+    assert_stored(fake, "k", data)
+    assert result.etag == fake.object_etags["k"]
+
+
 async def test_complete_lost_before_commit_is_aborted_after_looking(
     fake: FakeS3, delays: list[float]
 ) -> None:
@@ -232,10 +245,13 @@ async def test_cancel_while_create_is_in_flight_aborts_what_it_made(
 async def test_random_cancellations_leave_nothing_open(fake: FakeS3, client: S3Client) -> None:
     rng = random.Random(11)
     data = payload(3 * PART + 1)
-    for round_ in range(40):
+    for round_ in range(250):
         task = asyncio.create_task(
             client.upload(BUCKET, f"k{round_}", chunked(data, 256 * 1024), part_size=PART))
-        for _ in range(rng.randrange(0, 60)):  # a random point in the upload's life
+        # A random point in the upload's life (about 90 loop turns on an idle machine):
+        # every other round early, where the Create is in flight.
+        turns = rng.randrange(0, 12) if round_ % 2 else rng.randrange(0, 600)
+        for _ in range(turns):
             await asyncio.sleep(0)
         task.cancel()
         async with deadline():
@@ -244,6 +260,13 @@ async def test_random_cancellations_leave_nothing_open(fake: FakeS3, client: S3C
     assert fake.open_uploads == set()
     for key, stored in fake.objects.items():  # whatever completed is whole
         assert stored == data, key
+    # The random points covered the whole life of an upload, the Create included.
+    creates = fake.requests_for(CREATE)
+    assert len(creates) == len(fake.aborted_uploads) + len(fake.completed_uploads)
+    assert fake.aborted_uploads and fake.completed_uploads
+    aborted_with_no_part = {r.upload_id for r in fake.requests_for(ABORT)} - {
+        r.upload_id for r in fake.requests_for(PART_OP)}
+    assert aborted_with_no_part, "no cancellation landed while the Create was in flight"
 
 
 async def test_unreadable_create_answer_with_an_upload_id_is_aborted(
