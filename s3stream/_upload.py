@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import TypeVar
 from . import _checksums as cks
 from . import _protocol as proto
 from . import _xml
+from ._integrity import LEVEL_NAMES, ChecksumPlan, check_echo, head_shows
 from ._parts import Part, PartCutter, PartSizer
 from ._requester import Requester
 from .exceptions import (
@@ -41,10 +41,6 @@ T = TypeVar("T")
 
 #: The longest stretch (seconds) a producer runs without giving the loop a turn.
 _PRODUCER_SLICE = 0.001
-#: A multipart ETag's part count: ``"<md5 of md5s>-<N>"``.
-_PART_COUNT_RE = re.compile(r"-(\d+)$")
-_LEVEL_NAMES = {cks.FULL: "FULL_OBJECT checksums", cks.COMPOSITE: "part checksums only",
-                cks.NONE: "no checksums"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,20 +94,14 @@ class Upload:
         self._slots = asyncio.Semaphore(options.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._part_error: BaseException | None = None
-        #: part number -> (raw checksum, size), for the full-object checksum.
-        self._checksums: dict[int, tuple[bytes, int]] = {}
-        #: Parts whose checksum the store echoed back (and it matched).
-        self._echoed: set[int] = set()
-        best = cks.best_level(options.algorithm)
         #: How much checksum protocol this upload sends; lowered (unless strict) when the
         #: store refuses it.
-        self._level = best if options.strict_checksum else min(best, requester.store.level)
+        self._plan = ChecksumPlan.start(options.algorithm, strict=options.strict_checksum,
+                                        store_level=requester.store.level)
         self._create_task: asyncio.Task[str] | None = None
         #: From the first CompleteMultipartUpload sent until a definite answer: the upload
         #: may have committed, so no failure may be reported without looking first.
         self._maybe_committed = False
-        self._expected: str | None = None
-        self._composite: str | None = None
         self._finished = False
         self._last_yield = time.monotonic()
         self._failure: BaseException | None = None
@@ -206,50 +196,32 @@ class Upload:
 
         A checksum the caller asked for explicitly stays strict: the refusal is raised.
         """
-        first = self._level
+        plan = self._plan
+        first = plan.level
         refusal: S3ResponseError | None = None
         while True:
-            level = self._level
             try:
                 result = await self._requester.call(build(), reader, payload_hash=payload_hash,
                                                     on_attempt=on_attempt)
             except S3ResponseError as exc:
-                if self._opts.strict_checksum or level == cks.NONE or \
-                        not cks.rejects_checksums(exc.status, exc.code):
+                if not plan.may_step_down(exc.status, exc.code):
                     raise
                 refusal = exc
-                self._level = max(floor, level - 1) if floor < level else cks.NONE
+                plan.step_down(floor)
                 continue
-            if refusal is not None and self._level < first:
+            if refusal is not None and plan.level < first:
                 self._remember(refusal)
             return result
 
     def _remember(self, refusal: S3ResponseError) -> None:
         """Tell the client's other uploads (and, once, the log) what the store refused."""
-        if self._requester.store.lower(self._level):
+        if self._requester.store.lower(self._plan.level):
             logger.warning(
                 "the store refused %s checksum headers (%s %s: %s); this client goes on with "
                 "%s (pass checksum=%r explicitly to make that an error)",
                 self._opts.algorithm, refusal.operation, refusal.code,
-                refusal.message or refusal.status, _LEVEL_NAMES[self._level],
+                refusal.message or refusal.status, LEVEL_NAMES[self._plan.level],
                 self._opts.algorithm)
-
-    def _create_headers(self) -> proto.Headers:
-        algorithm = self._opts.algorithm
-        if not cks.stored_by_s3(algorithm) or self._level == cks.NONE:
-            return self._opts.object_headers
-        extra = [("x-amz-checksum-algorithm", algorithm.upper())]
-        if self._level == cks.FULL:
-            extra.append(("x-amz-checksum-type", "FULL_OBJECT"))
-        return (*self._opts.object_headers, *extra)
-
-    def _checksum_header(self, digest: cks.PartDigest) -> proto.Headers:
-        algorithm = self._opts.algorithm
-        if algorithm is None or digest.checksum_b64 is None:
-            return ()
-        if cks.stored_by_s3(algorithm) and self._level == cks.NONE:
-            return ()
-        return ((cks.header_name(algorithm), digest.checksum_b64),)
 
     # -------------------------------------------------------------------- parts
 
@@ -275,7 +247,8 @@ class Upload:
 
     async def _create(self) -> str:
         def build() -> proto.Request:
-            return proto.create_multipart_upload(self.bucket, self.key, self._create_headers())
+            headers = (*self._opts.object_headers, *self._plan.create_headers())
+            return proto.create_multipart_upload(self.bucket, self.key, headers)
 
         try:
             upload_id = await self._call(build, proto.read_create, floor=cks.COMPOSITE)
@@ -297,24 +270,18 @@ class Upload:
             sent: list[str | None] = [None]
 
             def build() -> proto.Request:
-                headers = self._checksum_header(digest)
+                headers = self._plan.body_header(digest)
                 sent[0] = headers[0][1] if headers else None
                 return proto.upload_part(self.bucket, self.key, upload_id, part.number,
                                          part.chunks, part.size, headers)
 
             def read(request: proto.Request, response: proto.Response) -> tuple[str, bool]:
                 etag = proto.read_etag(request, response)
-                return etag, _check_echo(algorithm, sent[0], request, response)
+                return etag, check_echo(algorithm, sent[0], response.headers, _where(request))
 
             etag, echoed = await self._call(build, read, floor=cks.NONE,
                                             payload_hash=self._requester.hash_for(digest))
-            listed: dict[str, str] = {}
-            if cks.stored_by_s3(algorithm) and digest.checksum is not None:
-                self._checksums[part.number] = (digest.checksum, part.size)
-                if sent[0] is not None:
-                    listed[cks.xml_name(algorithm)] = sent[0]
-            if echoed:
-                self._echoed.add(part.number)
+            listed = self._plan.part_done(part.number, digest, part.size, sent[0], echoed)
             self._state.part_done(_xml.CompletedPart(part.number, etag, listed))
         except Exception as exc:
             if self._part_error is None:
@@ -328,17 +295,11 @@ class Upload:
     # ----------------------------------------------------------------- complete
 
     def _complete_request(self, parts: list[_xml.CompletedPart]) -> proto.Request:
-        algorithm = self._opts.algorithm
-        headers: list[tuple[str, str]] = list(self._opts.conditions)
-        if self._level < cks.COMPOSITE:
-            parts = [_xml.CompletedPart(p.number, p.etag) for p in parts]
-        if self._level == cks.FULL and self._expected is not None and algorithm is not None:
-            headers += [(cks.header_name(algorithm), self._expected),
-                        ("x-amz-checksum-type", "FULL_OBJECT")]
         upload_id = self._state.upload_id
         assert upload_id is not None
-        return proto.complete_multipart_upload(self.bucket, self.key, upload_id, parts,
-                                               tuple(headers))
+        headers = (*self._opts.conditions, *self._plan.complete_headers())
+        return proto.complete_multipart_upload(
+            self.bucket, self.key, upload_id, self._plan.complete_parts(parts), headers)
 
     async def _complete(self) -> None:
         last = self._cutter.finish()
@@ -351,12 +312,7 @@ class Upload:
             await asyncio.wait(set(self._tasks))
         self._raise_part_error()
         parts = self._state.begin_complete()
-        algorithm = self._opts.algorithm
-        if cks.stored_by_s3(algorithm) and len(self._checksums) == len(parts):
-            ordered = [self._checksums[p.number] for p in parts]
-            self._composite = cks.composite_checksum([raw for raw, _ in ordered], algorithm)
-            self._expected = cks.b64(cks.full_object_crc(ordered, algorithm)) \
-                if cks.supports_full_object(algorithm) else self._composite
+        self._plan.seal([p.number for p in parts])
         tries = [0]
         self._maybe_committed = True
         try:
@@ -391,32 +347,17 @@ class Upload:
     def _finish(self, done: _xml.CompleteResult, part_count: int) -> None:
         """Record the completed upload, checking the checksum the store reports."""
         algorithm = self._opts.algorithm
-        expected = self._expected if self._level >= cks.COMPOSITE else None
-        checksum_type: str | None = None
-        confirmed = False
-        if expected is not None and algorithm is not None:
-            checksum_type = "FULL_OBJECT" if self._level == cks.FULL and \
-                cks.supports_full_object(algorithm) else "COMPOSITE"
-            if checksum_type == "COMPOSITE":
-                expected = self._composite
-            stored = done.checksums.get(cks.xml_name(algorithm))
-            # Stores that do not keep FULL_OBJECT answer with the COMPOSITE form: both are
-            # ours, anything else is not the object we sent.
-            if stored is not None and stored not in (expected, self._composite):
-                raise IntegrityError(
-                    f"s3://{self.bucket}/{self.key}: S3 reports {algorithm} {stored}, "
-                    f"but the bytes sent have {expected}")
-            if stored is not None and stored == self._composite and stored != expected:
-                expected, checksum_type = self._composite, "COMPOSITE"
-            confirmed = stored is not None or len(self._echoed) == part_count
+        stored = done.checksums.get(cks.xml_name(algorithm)) \
+            if cks.stored_by_s3(algorithm) else None
+        got = self._plan.conclude(stored, part_count, f"s3://{self.bucket}/{self.key}")
         self._state.completed()
         self._maybe_committed = False
         self._finished = True
         assert done.etag is not None
         self.result = UploadResult(
             self.bucket, self.key, done.etag, self._state.size, part_count,
-            self._state.upload_id, done.version_id, expected,
-            algorithm if expected else None, checksum_type, confirmed,
+            self._state.upload_id, done.version_id, got.checksum, got.algorithm,
+            got.checksum_type, got.confirmed,
         )
 
     async def _confirm_quietly(self, part_count: int) -> _xml.CompleteResult | None:
@@ -427,33 +368,20 @@ class Upload:
             return None
 
     async def _confirm(self, part_count: int) -> _xml.CompleteResult | None:
-        """The completed object, if HeadObject shows the one this upload sent: its size,
-        its part count where the ETag has one, its checksum where the store keeps one.
-        None if there is no such object or another one; raises if HeadObject fails."""
-        algorithm = self._opts.algorithm
-        want_checksum = cks.stored_by_s3(algorithm) and self._expected is not None
+        """The completed object, if HeadObject shows the one this upload sent (see
+        ``head_shows``); None if there is none or another one; raises if HeadObject fails."""
         head = await self._requester.call(
-            proto.head_object(self.bucket, self.key, checksum_mode=want_checksum),
+            proto.head_object(self.bucket, self.key, checksum_mode=self._plan.full is not None),
             proto.read_head)
         if head is None:
             return None
-        etag = head.headers.get("etag", "")
-        try:
-            size = int(head.headers.get("content-length", "-1"))
-        except ValueError:
-            return None
-        count = _PART_COUNT_RE.search(etag.strip('"'))
-        stored = head.headers.get(cks.header_name(algorithm)) if want_checksum and \
-            algorithm is not None else None
-        if size != self._state.size or (count is not None and int(count[1]) != part_count):
-            return None
-        if stored is not None and stored not in (self._expected, self._composite):
-            return None
-        logger.info("s3://%s/%s: HeadObject shows the object sent (%d bytes, %d parts): the "
-                    "upload completed", self.bucket, self.key, size, part_count)
-        checksums = {cks.xml_name(algorithm): stored} if algorithm and stored else {}
-        return _xml.CompleteResult(etag or None, None, head.headers.get("x-amz-version-id"),
-                                   checksums)
+        found = head_shows(head.headers, size=self._state.size, part_count=part_count,
+                           plan=self._plan)
+        if found is not None:
+            logger.info("s3://%s/%s: HeadObject shows the object sent (%d bytes, %d parts): "
+                        "the upload completed", self.bucket, self.key, self._state.size,
+                        part_count)
+        return found
 
     async def _put_single(self, part: Part | None) -> None:
         """Never went multipart: the whole object fits one PutObject."""
@@ -464,14 +392,14 @@ class Upload:
         sent: list[str | None] = [None]
 
         def build() -> proto.Request:
-            checksum = self._checksum_header(digest)
+            checksum = self._plan.body_header(digest)
             sent[0] = checksum[0][1] if checksum else None
             headers = (*self._opts.object_headers, *self._opts.conditions, *checksum)
             return proto.put_object(self.bucket, self.key, chunks, size, headers)
 
         def read(request: proto.Request, response: proto.Response) -> tuple[proto.Response, bool]:
             proto.check(request, response)
-            return response, _check_echo(algorithm, sent[0], request, response)
+            return response, check_echo(algorithm, sent[0], response.headers, _where(request))
 
         response, echoed = await self._call(build, read, floor=cks.NONE,
                                             payload_hash=self._requester.hash_for(digest))
@@ -578,16 +506,5 @@ class Upload:
             return "stored"
 
 
-def _check_echo(algorithm: str | None, sent: str | None, request: proto.Request,
-                response: proto.Response) -> bool:
-    """Whether S3 echoed the checksum we sent; IntegrityError if it echoed another one."""
-    if not cks.stored_by_s3(algorithm) or sent is None:
-        return False
-    echoed = response.headers.get(cks.header_name(algorithm))
-    if echoed is None:
-        return False
-    if echoed != sent:
-        raise IntegrityError(
-            f"{request.operation} s3://{request.bucket}/{request.key}: S3 echoed "
-            f"{algorithm} {echoed}, but the bytes sent have {sent}")
-    return True
+def _where(request: proto.Request) -> str:
+    return f"{request.operation} s3://{request.bucket}/{request.key}"

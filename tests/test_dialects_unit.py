@@ -3,12 +3,15 @@ and of the retry policy's time budget. No network, no event loop."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
 from s3stream import Retry, _xml
 from s3stream import _checksums as cks
 from s3stream import _protocol as proto
-from s3stream.exceptions import S3ResponseError
+from s3stream._integrity import ChecksumPlan, Conclusion, head_shows
+from s3stream.exceptions import IntegrityError, S3ResponseError
 
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 CREATE = proto.create_multipart_upload("bucket", "k", ())
@@ -125,3 +128,57 @@ def test_store_support_only_goes_down() -> None:
     assert store.lower(cks.COMPOSITE) and not store.lower(cks.COMPOSITE)
     assert not store.lower(cks.FULL) and store.level == cks.COMPOSITE
     assert store.lower(cks.NONE) and store.level == cks.NONE
+
+
+# ------------------------------------------------------------------ checksum plan
+
+
+def _plan_with_parts(level: int = cks.FULL) -> ChecksumPlan:
+    plan = ChecksumPlan.start("crc32", strict=False, store_level=level)
+    for number, data in ((1, b"a" * 10), (2, b"bc")):
+        digest = cks.digest_part([data], sha256=False, algorithm="crc32")
+        listed = plan.part_done(number, digest, len(data), digest.checksum_b64, echoed=True)
+        assert listed == {"ChecksumCRC32": digest.checksum_b64}
+    plan.seal([1, 2])
+    return plan
+
+
+def test_plan_steps_down_and_builds_headers_per_level() -> None:
+    plan = ChecksumPlan.start("crc32", strict=False, store_level=cks.FULL)
+    assert plan.create_headers() == (("x-amz-checksum-algorithm", "CRC32"),
+                                     ("x-amz-checksum-type", "FULL_OBJECT"))
+    assert plan.may_step_down(400, "InvalidArgument")
+    plan.step_down(cks.COMPOSITE)
+    assert plan.create_headers() == (("x-amz-checksum-algorithm", "CRC32"),)
+    plan.step_down(cks.NONE)  # a part's header: all or nothing
+    assert plan.level == cks.NONE and plan.create_headers() == ()
+    assert not plan.may_step_down(400, "InvalidArgument")
+    strict = ChecksumPlan.start("crc32", strict=True, store_level=cks.NONE)
+    assert strict.level == cks.FULL and not strict.may_step_down(501, "NotImplemented")
+
+
+def test_plan_concludes_full_object_composite_or_mismatch() -> None:
+    plan = _plan_with_parts()
+    whole = cks.b64(zlib.crc32(b"a" * 10 + b"bc").to_bytes(4, "big"))
+    assert plan.full == whole and plan.composite is not None and plan.composite.endswith("-2")
+    assert plan.conclude(whole, 2, "x") == Conclusion(whole, "crc32", "FULL_OBJECT", True)
+    assert plan.conclude(plan.composite, 2, "x").checksum_type == "COMPOSITE"
+    unconfirmed = _plan_with_parts()
+    unconfirmed.echoed.clear()
+    assert unconfirmed.conclude(None, 2, "x").confirmed is False
+    with pytest.raises(IntegrityError):
+        plan.conclude("AAAAAA==", 2, "s3://b/k")
+
+
+def test_head_shows_only_the_object_sent() -> None:
+    plan = _plan_with_parts()
+    ok = {"etag": '"abc-2"', "content-length": "12", "x-amz-checksum-crc32": plan.full or ""}
+    found = head_shows(ok, size=12, part_count=2, plan=plan)
+    assert found is not None and found.etag == '"abc-2"'
+    assert head_shows({**ok, "content-length": "13"}, size=12, part_count=2, plan=plan) is None
+    assert head_shows({**ok, "etag": '"abc-3"'}, size=12, part_count=2, plan=plan) is None
+    assert head_shows({**ok, "x-amz-checksum-crc32": "AAAAAA=="}, size=12, part_count=2,
+                      plan=plan) is None
+    # A store whose ETags carry no part count, and which keeps no checksum.
+    plain = {"etag": '"d41d8cd98f00b204e9800998ecf8427e"', "content-length": "12"}
+    assert head_shows(plain, size=12, part_count=2, plan=plan) is not None
