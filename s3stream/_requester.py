@@ -26,7 +26,7 @@ from . import _checksums as cks
 from . import _protocol as proto
 from ._credentials import Credentials
 from ._parts import Buffer, Part
-from ._retry import Retry
+from ._retry import Retry, is_clock_skew
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
 from ._transport import Transport
 from .exceptions import S3ResponseError, TransportError, UsageError
@@ -202,7 +202,8 @@ class Requester:
             except S3ResponseError as exc:
                 error, retry_after = exc, exc.retry_after
                 retryable = policy.is_retryable_response(exc.status, exc.code)
-                if exc.code == "RequestTimeTooSkewed":
+                if is_clock_skew(exc.code, exc.message):
+                    retryable = retryable or "RequestTimeTooSkewed" in policy.codes
                     self._correct_clock(exc.server_date)
             delay = policy.delay(attempt, self.rand(), retry_after)
             elapsed = time.monotonic() - started

@@ -89,6 +89,16 @@ class Retry:
         return rand * ceiling
 
 
+#: What AWS says with RequestTimeTooSkewed. Some stores send it under another code (moto:
+#: 400 AccessDenied), so the words are what identify it.
+_SKEW_MESSAGE = "difference between the request time and the server's time"
+
+
+def is_clock_skew(code: str, message: str) -> bool:
+    """Whether an error says our clock is off the server's (retry after correcting it)."""
+    return code == "RequestTimeTooSkewed" or _SKEW_MESSAGE in message.lower()
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (the delta-seconds form; dates are ignored)."""
     if not value:

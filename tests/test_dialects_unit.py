@@ -11,6 +11,7 @@ from s3stream import Retry, _xml
 from s3stream import _checksums as cks
 from s3stream import _protocol as proto
 from s3stream._integrity import ChecksumPlan, Conclusion, head_shows
+from s3stream._retry import is_clock_skew
 from s3stream.exceptions import IntegrityError, S3ResponseError
 
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
@@ -182,3 +183,10 @@ def test_head_shows_only_the_object_sent() -> None:
     # A store whose ETags carry no part count, and which keeps no checksum.
     plain = {"etag": '"d41d8cd98f00b204e9800998ecf8427e"', "content-length": "12"}
     assert head_shows(plain, size=12, part_count=2, plan=plan) is not None
+
+
+def test_clock_skew_is_known_by_its_words_too() -> None:
+    assert is_clock_skew("RequestTimeTooSkewed", "")
+    assert is_clock_skew("AccessDenied", "The difference between the request time and the "
+                                         "server's time exceeds the maximum allowed.")
+    assert not is_clock_skew("AccessDenied", "Access Denied")
