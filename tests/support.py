@@ -34,10 +34,9 @@ def list_open_uploads(server: LocalS3, boto: Any, bucket: str) -> list[Any]:
     try:
         uploads: list[Any] = boto.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     except ClientError as exc:
-        # rclone keeps a bucket's multipart uploads in a table it creates with the bucket's
-        # first CreateMultipartUpload; before that, ListMultipartUploads answers 404
-        # NoSuchUpload. Nothing can be open then. (Once a multipart upload was started the
-        # listing works, open uploads included: test_servers checks both.)
+        # rclone answers ListMultipartUploads with 404 NoSuchUpload in a bucket where no
+        # multipart upload was ever started, so nothing can be open then. Once one was, the
+        # listing works, open uploads included (test_testing_server checks both).
         if server.name == "rclone" and exc.response["Error"]["Code"] == "NoSuchUpload":
             return []
         raise

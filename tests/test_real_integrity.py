@@ -282,6 +282,16 @@ async def test_list_and_abort_stale(
         await s3.abort_stale(bucket, older_than=-1)
 
 
+async def test_listing_a_bucket_without_uploads(s3: S3Client, bucket: str, boto: Any) -> None:
+    # Nothing was ever started here: an empty listing, and nothing to abort. (rclone answers
+    # this ListMultipartUploads with 404 NoSuchUpload until the bucket's first
+    # CreateMultipartUpload; S3 never sends NoSuchUpload for a listing.)
+    await s3.upload(bucket, "plain.bin", b"one PutObject, no multipart")
+    assert [u async for u in s3.list_multipart_uploads(bucket)] == []
+    assert await s3.abort_stale(bucket, older_than=0) == 0
+    assert read_back(boto, bucket, "plain.bin") == b"one PutObject, no multipart"
+
+
 async def test_secrets_never_logged(
     server: LocalS3, bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:

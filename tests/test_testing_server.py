@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from support import boto_client
+from support import boto_client, list_open_uploads
 
 from s3stream import testing as s3testing
 from s3stream._credentials import Credentials
@@ -163,6 +163,43 @@ def test_temporary_bucket_is_deleted_with_what_it_holds(server: LocalS3) -> None
         assert name in {b["Name"] for b in client.list_buckets()["Buckets"]}
         raise KeyError("the test failed")
     assert name not in {b["Name"] for b in client.list_buckets()["Buckets"]}
+
+
+def test_open_uploads_are_seen_on_every_server(server: LocalS3) -> None:
+    # The check the bucket fixture makes after every test, here with an upload left open.
+    client = boto_client(server)
+    with temporary_bucket(server) as name:
+        client.put_object(Bucket=name, Key="plain", Body=b"x")
+        assert list_open_uploads(server, client, name) == []
+        if server.name == "rclone":
+            # ... which on rclone, before any multipart upload, relies on this answer.
+            with pytest.raises(ClientError) as info:
+                client.list_multipart_uploads(Bucket=name)
+            assert info.value.response["Error"]["Code"] == "NoSuchUpload"
+        upload_id = client.create_multipart_upload(Bucket=name, Key="open")["UploadId"]
+        listed = list_open_uploads(server, client, name)
+        assert [(u["Key"], u["UploadId"]) for u in listed] == [("open", upload_id)]
+        client.abort_multipart_upload(Bucket=name, Key="open", UploadId=upload_id)
+        assert list_open_uploads(server, client, name) == []
+        assert client.list_multipart_uploads(Bucket=name).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("kind", [Moto, Rclone], ids=["moto", "rclone"])
+def test_a_port_taken_after_the_check_is_retried_elsewhere(
+    kind: type[s3testing.LocalServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process may bind the chosen port between pick_port() and the server's start.
+    module = sys.modules[kind.__module__]
+    real_pick = module.pick_port  # type: ignore[attr-defined]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        picks = [taken.getsockname()[1]]
+        monkeypatch.setattr(module, "pick_port", lambda: picks.pop() if picks else real_pick())
+        with kind() as s3:
+            assert not picks  # the taken port was tried first
+            assert _port(s3) != taken.getsockname()[1]
+            assert boto_client(s3).list_buckets()["Buckets"] == []
 
 
 def test_local_s3_refuses_an_unknown_server() -> None:
