@@ -20,8 +20,9 @@ temporary directory and is stopped (and that directory removed) when the context
 interpreter exit at the latest. Each rejects requests signed with the wrong secret (start()
 checks that it does before returning), so a test that passes against one has really
 exercised the signing code. They differ in how much of S3 they implement: SeaweedFS is the
-most complete; moto does not check the request time or payload checksums on parts; rclone
-stores keys as file paths and ignores conditional headers.
+most complete; moto checks no checksum (not even Content-MD5) and not the request time;
+rclone stores keys as file paths (refusing ``.``, ``..`` and ``//`` in them), checks only
+Content-MD5, and ignores conditional headers and session tokens.
 
 This package is loaded by pytest in every session of a project that installs s3stream, so it
 uses only the standard library (its readiness probe signs with a small SigV4 of its own,

@@ -28,7 +28,8 @@ class Rclone(LocalServer):
     """Owns one ``rclone serve s3`` process over a temporary directory.
 
     rclone stores objects as files, so keys must be canonical paths: ``.``/``..`` segments,
-    ``//`` and leading or trailing slashes are refused (``InvalidArgument``).
+    ``//`` and a leading slash are refused (400 ``InvalidArgument``), and a key ending in a
+    slash is stored without it.
     """
 
     name = "rclone"
