@@ -123,12 +123,16 @@ async def test_server_checks_part_checksums(
     # CRC32C normally runs as bytes arrive; route it through digest_part to corrupt it.
     monkeypatch.setattr(cks, "running_crc", lambda algorithm: None)
     data = os.urandom(6 * MiB)
+    # CRC32C is the client's default, which steps down when a store refuses checksums but
+    # never when it says a checksum is wrong; MD5 is asked for explicitly.
+    explicit: dict[str, Any] = {"checksum": "md5"} if algorithm == "md5" else {}
     async with S3Client(endpoint=server.endpoint, region=server.region,
                         credentials=server.credentials) as s3:
+        assert s3.checksum == "crc32c"
         if algorithm not in VERIFIES[server.name]:
             # Stored as sent, wrong checksum and all; nothing showed it was checked.
             result = await s3.upload(bucket, "corrupt.bin", data, part_size=5 * MiB,
-                                     checksum=algorithm)
+                                     **explicit)
             assert result.checksum_confirmed is False
             assert read_back(boto, bucket, "corrupt.bin") == data
             if algorithm == "crc32c":
@@ -140,7 +144,7 @@ async def test_server_checks_part_checksums(
                 assert head["ChecksumCRC32C"] == independent_checksum(algorithm, data)
             return
         with pytest.raises((UploadError, S3ResponseError)) as info:
-            await s3.upload(bucket, "corrupt.bin", data, part_size=5 * MiB, checksum=algorithm)
+            await s3.upload(bucket, "corrupt.bin", data, part_size=5 * MiB, **explicit)
     err = info.value
     cause = err.__cause__ if isinstance(err, UploadError) else err
     assert isinstance(cause, S3ResponseError)
