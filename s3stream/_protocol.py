@@ -332,7 +332,17 @@ def read_create(request: Request, response: Response) -> str:
         raise unreadable from None
 
 
-read_list_uploads = _xml_reader(_xml.parse_list_uploads)
+_read_list_uploads = _xml_reader(_xml.parse_list_uploads)
+
+
+def read_list_uploads(request: Request, response: Response) -> _xml.UploadsPage:
+    if response.status == 404:
+        # rclone answers NoSuchUpload in a bucket where no upload was ever started: no
+        # upload to list is what that means (AWS never says it about a listing).
+        err = _xml.parse_error(response.body)
+        if err is not None and err.code == "NoSuchUpload":
+            return _xml.UploadsPage([], False, None, None)
+    return _read_list_uploads(request, response)
 read_list_parts = _xml_reader(_xml.parse_list_parts)
 
 

@@ -190,3 +190,13 @@ def test_clock_skew_is_known_by_its_words_too() -> None:
     assert is_clock_skew("AccessDenied", "The difference between the request time and the "
                                          "server's time exceeds the maximum allowed.")
     assert not is_clock_skew("AccessDenied", "Access Denied")
+
+
+def test_no_such_upload_on_a_listing_is_an_empty_listing() -> None:
+    request = proto.list_multipart_uploads("bucket", "", None, None)
+    body = b"<Error><Code>NoSuchUpload</Code></Error>"
+    page = proto.read_list_uploads(request, proto.Response(404, {}, body))
+    assert page.uploads == [] and not page.truncated
+    with pytest.raises(S3ResponseError):
+        proto.read_list_uploads(request, proto.Response(404, {}, b"<Error><Code>NoSuchBucket"
+                                                                  b"</Code></Error>"))
