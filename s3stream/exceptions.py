@@ -5,7 +5,7 @@
     S3StreamError                 every error s3stream raises on purpose
     ├── UsageError                (also ValueError) bad arguments; raised before any I/O
     │   └── NoCredentialsError    no credentials anywhere s3stream looked; ``.searched`` says where
-    ├── TransportError            no HTTP response arrived; the aiohttp/OS error is __cause__
+    ├── TransportError            no usable HTTP response; the aiohttp/OS error is __cause__
     │   └── StallError            the connection made no progress for ``stall_timeout`` seconds
     ├── S3ResponseError           S3 answered with an error (status, code, message, request id)
     ├── IntegrityError            S3 echoed a checksum that differs from the one we computed
@@ -53,7 +53,7 @@ class NoCredentialsError(UsageError):
 
 
 class TransportError(S3StreamError):
-    """The request got no HTTP response (connection refused, reset, timed out, TLS...)."""
+    """The request got no usable HTTP response (refused, reset, timed out, TLS, too large)."""
 
     def __init__(self, message: str, *, operation: str = "", retryable: bool = True) -> None:
         super().__init__(message)
