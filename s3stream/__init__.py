@@ -3,9 +3,9 @@
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from ._credentials import Credentials
 from ._parts import Limits
 from ._retry import Retry
+from .credentials import Credentials
 from .exceptions import (
     IntegrityError,
     NoCredentialsError,

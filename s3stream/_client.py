@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from . import _checksums as cks
 from . import _protocol as proto
-from ._credentials import (
-    Credentials,
-    CredentialsNotFound,
-    resolve_credentials,
-    resolve_endpoint,
-    resolve_region,
-)
 from ._parts import S3_LIMITS, Limits, plan
 from ._requester import Requester
 from ._retry import Retry
 from ._sources import Source, open_source
 from ._transport import Transport
 from ._upload import Upload, UploadOptions, UploadResult
+from .credentials import (
+    Credentials,
+    CredentialsNotFound,
+    resolve_credentials,
+    resolve_endpoint,
+    resolve_region,
+)
 from .exceptions import UsageError
 
 if TYPE_CHECKING:

@@ -24,11 +24,11 @@ from typing import TypeVar
 
 from . import _checksums as cks
 from . import _protocol as proto
-from ._credentials import Credentials
 from ._parts import Buffer, Part
 from ._retry import Retry, is_clock_skew
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
 from ._transport import Transport
+from .credentials import Credentials
 from .exceptions import S3ResponseError, TransportError, UsageError
 
 logger = logging.getLogger("s3stream")

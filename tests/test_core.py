@@ -12,7 +12,7 @@ import pytest
 import s3stream
 from s3stream import Credentials, Retry, S3ResponseError, UsageError, _xml
 from s3stream import _protocol as proto
-from s3stream._credentials import (
+from s3stream.credentials import (
     CredentialsNotFound,
     resolve_credentials,
     resolve_endpoint,
@@ -335,7 +335,7 @@ def test_retry_is_immutable_and_validated() -> None:
 def test_public_api_all_is_complete_and_sorted() -> None:
     # "@py_*" names are pytest's assertion rewriting, which also covers the plugin package.
     public = {n for n in dir(s3stream) if not n.startswith(("_", "@"))} - {
-        "exceptions", "testing"}
+        "credentials", "exceptions", "testing"}
     assert sorted(s3stream.__all__) == s3stream.__all__
     assert public <= set(s3stream.__all__)
     for name in s3stream.__all__:
@@ -367,8 +367,8 @@ def test_pure_core_imports_without_aiohttp() -> None:
         root = pathlib.Path(importlib.util.find_spec("s3stream").origin).parent
         pkg = types.ModuleType("s3stream"); pkg.__path__ = [str(root)]
         sys.modules["s3stream"] = pkg
-        for name in ("exceptions", "_credentials", "_sigv4", "_xml", "_parts", "_retry",
-                     "_protocol"):
+        for name in ("exceptions", "credentials._model", "credentials._files", "_sigv4",
+                     "_xml", "_parts", "_retry", "_protocol", "_integrity", "_checksums"):
             importlib.import_module("s3stream." + name)
         print("ok")
     """)

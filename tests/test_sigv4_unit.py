@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s3stream._credentials import Credentials
 from s3stream._sigv4 import (
     canonical_headers,
     canonical_query_string,
@@ -24,6 +23,7 @@ from s3stream._sigv4 import (
     signing_key,
     uri_encode,
 )
+from s3stream.credentials import Credentials
 
 CREDS = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 NOW = datetime(2013, 5, 24, 0, 0, 0, tzinfo=UTC)

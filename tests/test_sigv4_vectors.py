@@ -18,7 +18,6 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-from s3stream._credentials import Credentials
 from s3stream._sigv4 import (
     amz_date,
     canonical_headers,
@@ -34,6 +33,7 @@ from s3stream._sigv4 import (
     signing_key,
     string_to_sign,
 )
+from s3stream.credentials import Credentials
 
 VECTORS = Path(__file__).parent / "vectors" / "sigv4"
 SUITE = VECTORS / "aws4_testsuite"

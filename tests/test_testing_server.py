@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from support import boto_client, list_open_uploads
 
 from s3stream import testing as s3testing
-from s3stream._credentials import Credentials
+from s3stream.credentials import Credentials
 from s3stream.testing import (
     SERVERS,
     LocalS3,

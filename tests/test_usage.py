@@ -20,7 +20,7 @@ from fake_s3 import FakeS3
 
 import s3stream
 from s3stream import Credentials, NoCredentialsError, S3Client, UsageError, _sources
-from s3stream._credentials import CredentialsNotFound, resolve_credentials
+from s3stream.credentials import CredentialsNotFound, resolve_credentials
 
 BUCKET = "bucket"
 CREDS = Credentials("AK", "SK")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from s3stream._credentials import Credentials
+from s3stream.credentials import Credentials
 from s3stream.exceptions import UsageError
 
 HOST = "127.0.0.1"

@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
-from s3stream._credentials import Credentials
+from s3stream.credentials import Credentials
 
 from ._base import HOST, REGION, LocalS3, LocalServer, find_binary, pick_port, scrubbed_env
 from ._base import signature_probe as _signature_probe

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from s3stream._credentials import Credentials
+from s3stream.credentials import Credentials
 from s3stream.exceptions import UsageError
 
 from ._base import HOST, REGION, LocalS3, LocalServer, find_binary, pick_port, scrubbed_env

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from s3stream._credentials import Credentials
+from s3stream.credentials import Credentials
 
 from ._base import HOST, PORT_MAX, PORT_MIN, REGION, LocalS3, LocalServer, bindable, find_binary
 from ._base import scrubbed_env as _scrubbed_env

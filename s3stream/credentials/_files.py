@@ -19,92 +19,11 @@ from __future__ import annotations
 import configparser
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
-from .exceptions import NoCredentialsError, UsageError
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """AWS access key, secret and optional session token. The secret never shows in a repr.
-
-    ``Credentials.anonymous()`` is the one value whose requests are sent unsigned (public
-    buckets); it is never chosen for you.
-    """
-
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-    session_token: str | None = field(default=None, repr=False)
-
-    #: True only for ``Credentials.anonymous()``.
-    is_anonymous: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        for name in ("access_key_id", "secret_access_key", "session_token"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise UsageError(f"Credentials.{name} must be a str, not {type(value).__name__}")
-        if not self.access_key_id or not self.secret_access_key:
-            raise UsageError("Credentials need a non-empty access_key_id and secret_access_key "
-                             "(for unsigned requests use Credentials.anonymous())")
-        for name in ("access_key_id", "secret_access_key", "session_token"):
-            value = getattr(self, name)
-            if value is not None and any(c in value for c in "\r\n"):
-                raise UsageError(f"Credentials.{name} contains a line break")
-
-    def __repr__(self) -> str:
-        token = ", session_token='***'" if self.session_token else ""
-        return f"Credentials(access_key_id={self.access_key_id!r}, secret_access_key='***'{token})"
-
-    @classmethod
-    def anonymous(cls) -> Credentials:
-        """No credentials, on purpose: requests go out without a signature."""
-        return _ANONYMOUS
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class _AnonymousCredentials(Credentials):
-    # A subclass rather than a flag field, so that no constructor call can produce it by
-    # accident (Credentials("", "") is still refused) and there is exactly one of it.
-    is_anonymous: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        return "Credentials.anonymous()"
-
-    def __reduce__(self) -> tuple[object, tuple[()]]:
-        # Copies and unpickled values stay the singleton.
-        return (Credentials.anonymous, ())
-
-
-_ANONYMOUS: Credentials = _AnonymousCredentials("", "")
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialsNotFound:
-    """The result of a resolution that found nothing: every place looked at, in order,
-    each with why it gave nothing.
-
-    A value rather than an exception, so that a resolver that runs later (such as a
-    credentials chain that asks a metadata service on first use) can hold it and raise
-    ``error()`` where it is needed; ``S3Client`` raises it at construction.
-    """
-
-    searched: tuple[str, ...]
-
-    def error(self) -> NoCredentialsError:
-        places = "; ".join(self.searched)
-        return NoCredentialsError(
-            f"no AWS credentials found. Looked at: {places}. Pass "
-            "credentials=s3stream.Credentials(access_key_id, secret_access_key), set "
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or, to send unsigned requests "
-            "(public buckets only), pass credentials=s3stream.Credentials.anonymous()",
-            searched=self.searched,
-        )
+from ..exceptions import UsageError
+from ._model import Credentials, CredentialsNotFound
 
 
 def _profile_name(environ: Mapping[str, str]) -> str:
