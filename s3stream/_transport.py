@@ -294,6 +294,19 @@ class Transport:
                 retryable=not isinstance(exc, aiohttp.ClientSSLError),
             ) from exc
 
+    async def fetch(self, method: str, url: str, headers: Sequence[tuple[str, str]],
+                    body: bytes, timeout: float) -> Response:
+        """One small request to a credentials service (IMDS, STS, SSO...), bounded by
+        ``timeout`` seconds in all: a laptop must not wait for a metadata service that
+        is not there. Errors are ``TransportError``, like every other request's."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.send(method, url, headers, (body,) if body else (),
+                                       len(body), operation=f"{method} {url.split('?')[0]}")
+        except TimeoutError:
+            raise TransportError(f"{method} {url.split('?')[0]}: no answer within {timeout} s",
+                                 operation="credentials") from None
+
     @staticmethod
     async def _read_body(resp: aiohttp.ClientResponse, method: str, operation: str) -> bytes:
         """The body, up to its cap; what lies past the cap is never read into memory."""
