@@ -7,6 +7,7 @@ from ._parts import Limits
 from ._retry import Retry
 from .credentials import Credentials
 from .exceptions import (
+    CredentialsError,
     IntegrityError,
     NoCredentialsError,
     S3ResponseError,
@@ -39,6 +40,7 @@ def __getattr__(name: str) -> _Any:
 
 __all__ = [
     "Credentials",
+    "CredentialsError",
     "IntegrityError",
     "Limits",
     "MultipartUploadInfo",

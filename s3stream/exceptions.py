@@ -5,6 +5,8 @@
     S3StreamError                 every error s3stream raises on purpose
     ├── UsageError                (also ValueError) bad arguments; raised before any I/O
     │   └── NoCredentialsError    no credentials anywhere s3stream looked; ``.searched`` says where
+    ├── CredentialsError          a credentials source is configured but failed; ``.provider``
+    │                             names it
     ├── TransportError            no usable HTTP response; the aiohttp/OS error is __cause__
     │   └── StallError            the connection made no progress for ``stall_timeout`` seconds
     ├── S3ResponseError           S3 answered with an error (status, code, message, request id)
@@ -20,6 +22,7 @@ re-raised unchanged after the upload is aborted.
 from __future__ import annotations
 
 __all__ = [
+    "CredentialsError",
     "IntegrityError",
     "NoCredentialsError",
     "S3ResponseError",
@@ -50,6 +53,18 @@ class NoCredentialsError(UsageError):
     def __init__(self, message: str, *, searched: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.searched = searched
+
+
+class CredentialsError(S3StreamError):
+    """A credentials source is configured here but failed (a metadata service that answers
+    with an error, unreadable credentials, a refused token). ``provider`` names the source.
+
+    The message says what went wrong and where, never a secret or a token.
+    """
+
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
 
 
 class TransportError(S3StreamError):
