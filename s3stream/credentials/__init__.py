@@ -3,7 +3,9 @@
 ``Credentials`` are values; a provider (``CredentialProvider``) finds them in one place.
 """
 
+from ._container import ContainerProvider
 from ._files import resolve_credentials, resolve_endpoint, resolve_region
+from ._imds import InstanceMetadataProvider
 from ._model import (
     CredentialProvider,
     Credentials,
@@ -13,10 +15,12 @@ from ._model import (
 )
 
 __all__ = [
+    "ContainerProvider",
     "CredentialProvider",
     "Credentials",
     "CredentialsNotFound",
     "Fetch",
+    "InstanceMetadataProvider",
     "ProviderContext",
     "resolve_credentials",
     "resolve_endpoint",
