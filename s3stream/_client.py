@@ -4,13 +4,14 @@ and builds the engines (``_upload.Upload``) on one shared ``_requester.Requester
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checksums as cks
 from . import _protocol as proto
@@ -21,12 +22,14 @@ from ._sources import Source, open_source
 from ._transport import Transport
 from ._upload import Upload, UploadOptions, UploadResult
 from .credentials import (
+    CredentialProvider,
     Credentials,
-    CredentialsNotFound,
-    resolve_credentials,
+    ProviderContext,
     resolve_endpoint,
     resolve_region,
 )
+from .credentials._chain import StaticProvider, as_provider, resolve_provider
+from .credentials._refresh import RefreshingCredentials
 from .exceptions import UsageError
 
 if TYPE_CHECKING:
@@ -123,6 +126,13 @@ def _check_mapping(name: str, value: object) -> None:
         raise UsageError(f"{name} must be a mapping (such as a dict) or None, not {_type(value)}")
 
 
+T = TypeVar("T")
+
+
+async def _run_blocking(function: Callable[[], T]) -> T:
+    return await asyncio.to_thread(function)
+
+
 def _check_concurrency(concurrency: object) -> int:
     return _check_count("concurrency", concurrency)
 
@@ -170,10 +180,8 @@ class S3Client:
         # Every argument is checked before anything is resolved, read or sent.
         endpoint = _check_optional_str("endpoint", endpoint)
         region = _check_optional_str("region", region)
-        if credentials is not None and not isinstance(credentials, Credentials):
-            # Never the value: a tuple or dict passed here holds the secret.
-            raise UsageError("credentials must be an s3stream.Credentials (or None to find "
-                             f"them in the environment), not {_type(credentials)}")
+        # Never shows the value: a tuple or dict passed here holds the secret.
+        as_provider(credentials)
         if session is not None:
             from aiohttp import ClientSession  # loaded already: the transport imports it
 
@@ -208,13 +216,14 @@ class S3Client:
 
         env = os.environ if environ is None else environ
         self.region = resolve_region(region, env)
-        resolved = resolve_credentials(credentials, env)
-        if isinstance(resolved, CredentialsNotFound):
-            # Found out here rather than on the first request: a client that cannot sign
-            # is refused before anything could be sent (never silently anonymous).
-            raise resolved.error()
-        #: Never None: ``Credentials.anonymous()`` when requests go out unsigned.
-        self.credentials: Credentials = resolved
+        # No network I/O here: static credentials are taken as they are, anything else
+        # (STS, SSO, metadata services) is the chain's job on the first request. When no
+        # source at all applies, NoCredentialsError is raised now, never anonymous.
+        provider = resolve_provider(credentials, env)
+        #: What requests are signed with: static ``Credentials`` (``anonymous()`` for
+        #: unsigned requests), or the provider that finds and refreshes them.
+        self.credentials: Credentials | CredentialProvider = (
+            provider.credentials if isinstance(provider, StaticProvider) else provider)
         self._endpoint = proto.Endpoint.parse(
             resolve_endpoint(endpoint, env), region=self.region, addressing=addressing
         )
@@ -226,11 +235,14 @@ class S3Client:
         # An explicit choice is strict; the default gives way on stores that refuse it.
         self._checksum_explicit = checksum is not DEFAULT
         self._abort_timeout = abort_timeout
-        self._requester = Requester(
-            endpoint=self._endpoint, region=self.region, credentials=self.credentials,
-            sign_payload=self._sign_payload, retry=self.retry,
-            transport=Transport(session, connect_timeout=connect_timeout,
-                                stall_timeout=stall_timeout, max_connections=max_connections),
+        transport = Transport(session, connect_timeout=connect_timeout,
+                              stall_timeout=stall_timeout, max_connections=max_connections)
+        self._requester = requester = Requester(
+            endpoint=self._endpoint, region=self.region,
+            credentials=RefreshingCredentials(provider, ProviderContext(
+                environ=env, fetch=transport.fetch, now=lambda: requester.now(),
+                run_blocking=_run_blocking)),
+            sign_payload=self._sign_payload, retry=self.retry, transport=transport,
             clock=clock, sleep=sleep, rand=rand,
         )
 

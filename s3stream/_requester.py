@@ -29,6 +29,7 @@ from ._retry import Retry, is_clock_skew
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
 from ._transport import Transport
 from .credentials import Credentials
+from .credentials._refresh import RefreshingCredentials
 from .exceptions import S3ResponseError, TransportError, UsageError
 
 logger = logging.getLogger("s3stream")
@@ -40,6 +41,8 @@ _INLINE_HASH_LIMIT = 64 * 1024
 #: the busiest thread of an upload: past 1 MiB a worker thread computes them (measured: +8%
 #: throughput with 8 MiB parts).
 _INLINE_CRC_LIMIT = {"crc32c": 1 << 20, "crc32": 1 << 20}
+#: Answers that mean "these credentials expired": refresh once and send again.
+_EXPIRED_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "ExpiredTokenException"})
 #: Niceness added to hashing threads (Linux): hashing soaks up idle CPU, never the loop's.
 _HASH_THREAD_NICE = 10
 
@@ -58,7 +61,7 @@ class Requester:
         *,
         endpoint: proto.Endpoint,
         region: str,
-        credentials: Credentials,
+        credentials: RefreshingCredentials,
         sign_payload: bool,
         retry: Retry,
         transport: Transport,
@@ -145,16 +148,17 @@ class Requester:
 
     # ------------------------------------------------------------------ requests
 
-    def _signed_headers(self, request: proto.Request, payload_hash: str) -> list[tuple[str, str]]:
+    def _signed_headers(self, request: proto.Request, payload_hash: str,
+                        credentials: Credentials) -> list[tuple[str, str]]:
         headers = [("Host", self.endpoint.netloc(request.bucket)), *request.headers]
-        if not self.credentials.is_anonymous:
+        if not credentials.is_anonymous:
             added = sign_headers(
                 method=request.method,
                 raw_path=self.endpoint.raw_path(request.bucket, request.key),
                 query=request.query,
                 headers=headers,
                 payload_hash=payload_hash,
-                credentials=self.credentials,
+                credentials=credentials,
                 region=self.region,
                 now=self.now(),
             )
@@ -182,11 +186,15 @@ class Requester:
         policy = retry or self.retry
         started = time.monotonic()
         attempt = 0
+        refreshed = False
         while True:
             attempt += 1
             if on_attempt is not None:
                 on_attempt(attempt)
-            headers = self._signed_headers(request, payload_hash)
+            # Every try is signed with the credentials current *now*: a retry after a
+            # refresh must not reuse the ones that just expired.
+            credentials = await self.credentials.get()
+            headers = self._signed_headers(request, payload_hash, credentials)
             error: TransportError | S3ResponseError
             try:
                 response = await self.transport.send(
@@ -205,6 +213,15 @@ class Requester:
                 if is_clock_skew(exc.code, exc.message):
                     retryable = retryable or "RequestTimeTooSkewed" in policy.codes
                     self._correct_clock(exc.server_date)
+                if exc.code in _EXPIRED_CODES and not refreshed:
+                    # Expired under us (revoked early, or a clock off): one refresh, shared
+                    # with every request that was refused too, and the request again.
+                    refreshed = True
+                    self.credentials.invalidate(credentials)
+                    logger.info("%s %s: credentials expired (%s); refreshing", request.operation,
+                                request.key or "", exc.code)
+                    attempt -= 1
+                    continue
             delay = policy.delay(attempt, self.rand(), retry_after)
             elapsed = time.monotonic() - started
             if not (retryable and policy.can_retry(attempt, elapsed, delay)):

@@ -62,7 +62,7 @@ class _ProfileFile:
     section: dict[str, str] | None
 
 
-#: Profile settings that obtain credentials in ways s3stream does not implement.
+#: Profile settings that obtain credentials other than as static keys.
 _UNSUPPORTED = ("credential_process", "role_arn", "sso_session", "sso_start_url",
                 "web_identity_token_file", "credential_source")
 
@@ -89,13 +89,13 @@ def _profile_files(environ: Mapping[str, str]) -> tuple[_ProfileFile, _ProfileFi
     return out[0], out[1]
 
 
-def _profile_sections(environ: Mapping[str, str]) -> list[dict[str, str]]:
+def profile_sections(environ: Mapping[str, str]) -> list[dict[str, str]]:
     """The profile's settings, credentials file first, then the config file."""
     return [f.section for f in _profile_files(environ) if f.section is not None]
 
 
 def _from_profile(environ: Mapping[str, str], option: str) -> str | None:
-    for section in _profile_sections(environ):
+    for section in profile_sections(environ):
         value = section.get(option)
         if value:
             return value.strip()
@@ -116,8 +116,8 @@ def _why_not(found: _ProfileFile) -> str:
         return f"[{found.section_name}] has {has[0]} but no {missing}"
     unsupported = [name for name in _UNSUPPORTED if name in found.section]
     if unsupported:
-        return (f"[{found.section_name}] uses {', '.join(unsupported)}, which s3stream "
-                "does not support")
+        return (f"[{found.section_name}] uses {', '.join(unsupported)}, which are not "
+                "static keys (the profile provider resolves them)")
     return f"[{found.section_name}] has no aws_access_key_id and aws_secret_access_key"
 
 
