@@ -13,6 +13,11 @@ from ._model import (
     Fetch,
     ProviderContext,
 )
+from ._process import ProcessProvider
+from ._profiles import ProfileProvider
+from ._sso import SsoProvider
+from ._sts import assume_role, assume_role_with_web_identity
+from ._web_identity import WebIdentityProvider
 
 __all__ = [
     "ContainerProvider",
@@ -21,7 +26,13 @@ __all__ = [
     "CredentialsNotFound",
     "Fetch",
     "InstanceMetadataProvider",
+    "ProcessProvider",
+    "ProfileProvider",
     "ProviderContext",
+    "SsoProvider",
+    "WebIdentityProvider",
+    "assume_role",
+    "assume_role_with_web_identity",
     "resolve_credentials",
     "resolve_endpoint",
     "resolve_region",

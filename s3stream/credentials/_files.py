@@ -94,6 +94,72 @@ def profile_sections(environ: Mapping[str, str]) -> list[dict[str, str]]:
     return [f.section for f in _profile_files(environ) if f.section is not None]
 
 
+profile_name = _profile_name
+
+
+@dataclass(frozen=True, slots=True)
+class SharedConfig:
+    """Both shared files, read once: every profile, and the config file's other sections.
+
+    Values are stripped. Reading is blocking (``load_shared_config``); everything after
+    is pure, so providers read the files once per ``load()`` through ``run_blocking``.
+    """
+
+    credentials_path: str
+    config_path: str
+    #: Sections of the shared credentials file (each a profile, by its bare name).
+    credentials_sections: Mapping[str, Mapping[str, str]]
+    #: Sections of the config file, by their full header ("profile dev", "sso-session x").
+    config_sections: Mapping[str, Mapping[str, str]]
+
+    def profile(self, name: str) -> dict[str, str] | None:
+        """The profile's settings, the credentials file's winning over the config file's;
+        None when neither file has it."""
+        config = self._config_profile(name)
+        creds = self.credentials_sections.get(name)
+        if config is None and creds is None:
+            return None
+        merged = dict(config or {})
+        merged.update(creds or {})
+        return merged
+
+    def _config_profile(self, name: str) -> Mapping[str, str] | None:
+        # "profile NAME" is the config file's own spelling (the AWS CLI also reads
+        # "[profile default]" and a bare "[NAME]").
+        for header in (f"profile {name}", name):
+            section = self.config_sections.get(header)
+            if section is not None:
+                return section
+        return None
+
+    def sso_session(self, name: str) -> Mapping[str, str] | None:
+        return self.config_sections.get(f"sso-session {name}")
+
+
+def _sections(path: str) -> dict[str, dict[str, str]]:
+    parser, _readable = _read_ini(path)
+    return {name: {k: v.strip() for k, v in parser.items(name)}
+            for name in parser.sections()}
+
+
+def shared_file_paths(environ: Mapping[str, str]) -> tuple[str, str]:
+    """The shared credentials file's path and the config file's."""
+    home = environ.get("HOME") or str(Path.home())
+    return (
+        os.path.expanduser(environ.get("AWS_SHARED_CREDENTIALS_FILE")
+                           or os.path.join(home, ".aws", "credentials")),
+        os.path.expanduser(environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config")),
+    )
+
+
+def load_shared_config(environ: Mapping[str, str]) -> SharedConfig:
+    """Read both shared files (blocking; missing files are empty). A file that cannot be
+    parsed is a ``UsageError`` naming the line, never quoting it."""
+    credentials_path, config_path = shared_file_paths(environ)
+    return SharedConfig(credentials_path, config_path, _sections(credentials_path),
+                        _sections(config_path))
+
+
 def _from_profile(environ: Mapping[str, str], option: str) -> str | None:
     for section in profile_sections(environ):
         value = section.get(option)
