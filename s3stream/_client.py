@@ -19,7 +19,7 @@ from ._parts import S3_LIMITS, Limits, plan
 from ._requester import Requester
 from ._retry import Retry
 from ._sources import Source, open_source
-from ._transport import Transport
+from ._transport import Transport, check_transport_options
 from ._upload import Upload, UploadOptions, UploadResult
 from .credentials import (
     CredentialProvider,
@@ -170,6 +170,8 @@ class S3Client:
         stall_timeout: float | None = 60.0,
         abort_timeout: float = 30.0,
         max_connections: int = 64,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        proxy: str | None = None,
         checksum: str | None = DEFAULT,
         limits: Limits = S3_LIMITS,
         environ: Mapping[str, str] | None = None,
@@ -213,6 +215,8 @@ class S3Client:
         _check_callable("clock", clock)
         _check_callable("sleep", sleep)
         _check_callable("rand", rand)
+        ca_bundle, proxy = check_transport_options(session=session, ca_bundle=ca_bundle,
+                                                   proxy=proxy)
 
         env = os.environ if environ is None else environ
         self.region = resolve_region(region, env)
@@ -236,7 +240,8 @@ class S3Client:
         self._checksum_explicit = checksum is not DEFAULT
         self._abort_timeout = abort_timeout
         transport = Transport(session, connect_timeout=connect_timeout,
-                              stall_timeout=stall_timeout, max_connections=max_connections)
+                              stall_timeout=stall_timeout, max_connections=max_connections,
+                              environ=env, ca_bundle=ca_bundle, proxy=proxy)
         self._requester = requester = Requester(
             endpoint=self._endpoint, region=self.region,
             credentials=RefreshingCredentials(provider, ProviderContext(

@@ -15,19 +15,44 @@ the settings, never more:
 * the response body's size: an error answer is read up to ``_ERROR_BODY_CAP`` and
   the rest discarded with the connection; a success answer past ``_OK_BODY_CAP``
   is an error.
+
+What it configures, as AWS's tools do, for the session it owns (a borrowed session is
+the caller's to configure: ``ca_bundle=`` and ``proxy=`` are refused with it, and the
+environment variables below are left to it):
+
+* trust: ``ca_bundle=`` or else ``AWS_CA_BUNDLE`` names a PEM file that replaces the
+  system's CAs, with verification and the hostname check on. The file is read on the
+  first request that needs it (an HTTPS URL or an HTTPS proxy), in a worker thread, so
+  neither the constructor nor the event loop does file I/O; a bundle that cannot be read
+  or holds no certificate is a ``UsageError`` naming it, raised before that request is
+  sent. With a plain-HTTP endpoint it is never read.
+* proxies: ``proxy=`` for every request, or else ``HTTPS_PROXY`` for https URLs and
+  ``HTTP_PROXY`` for http ones (each also lower case, which wins), except for hosts that
+  ``NO_PROXY`` names (``proxy_for``). Proxy credentials (``http://user:pass@host:3128``)
+  are sent as ``Proxy-Authorization`` and shown nowhere: messages and logs mask them.
+* ``User-Agent: s3stream/<v> python/<v> aiohttp/<v>`` (`` app/<AWS_SDK_UA_APP_ID>``),
+  added after signing: proxies rewrite it, so it must never be a signed header.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import ipaddress
+import logging
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+import os
+import platform
+import re
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import aiohttp
 import aiohttp.payload
 from yarl import URL
 
+from . import __version__
 from ._parts import Buffer
 from ._protocol import Response
 from .exceptions import StallError, TransportError, UsageError
@@ -52,6 +77,15 @@ _OK_BODY_CAP = 16 * 1024 * 1024
 
 #: aiohttp >= 3.10 tells a connect timeout apart from a read timeout.
 _CONNECT_TIMEOUT: Any = getattr(aiohttp, "ConnectionTimeoutError", ())
+
+logger = logging.getLogger("s3stream")
+
+#: What every request says it is; ``app/<id>`` follows when AWS_SDK_UA_APP_ID is set.
+USER_AGENT = (f"s3stream/{__version__} python/{platform.python_version()} "
+              f"aiohttp/{aiohttp.__version__}")
+#: The characters AWS's SDKs keep in a user-agent value; any other becomes "-" (so no
+#: value can break the header, or the line, it is in).
+_UA_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+\-.^_`|~]")
 
 
 def _mib(n: int) -> str:
@@ -78,6 +112,202 @@ def _check_timeout(name: str, value: object) -> float | None:
             f"not {value!r}"
         )
     return float(value)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    """``name`` (upper case) from ``environ``, its lower-case twin winning as with AWS's
+    tools (and urllib, which botocore uses); set but empty means unset."""
+    value = environ.get(name.lower())
+    if value is None:
+        value = environ.get(name)
+    return value or None
+
+
+def mask_proxy(url: str) -> str:
+    """``url`` for messages and logs: its credentials, if any, become ``***``."""
+    scheme, sep, rest = url.rpartition("://")
+    userinfo, at, hostport = rest.rpartition("@")
+    if not at:
+        return url
+    masked = "***:***" if ":" in userinfo else "***"
+    return f"{scheme}{sep}{masked}@{hostport}"
+
+
+def _normalise_proxy(url: str) -> str:
+    # As botocore does: a proxy given as "host:port" or "//host:port" is an HTTP proxy.
+    if url.startswith("//"):
+        return "http:" + url
+    if "://" not in url:
+        return "http://" + url
+    return url
+
+
+class _NoProxyEntry(NamedTuple):
+    name: str  # lower case, without leading "*." or ".", or "*"
+    port: int | None
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+
+
+def _parse_no_proxy(value: str | None) -> tuple[_NoProxyEntry, ...]:
+    entries: list[_NoProxyEntry] = []
+    for raw in (value or "").split(","):
+        item = raw.strip().lower()
+        if not item:
+            continue
+        port: int | None = None
+        if item.startswith("["):  # [v6] or [v6]:port
+            host, _, tail = item[1:].partition("]")
+            if tail.startswith(":") and tail[1:].isdigit():
+                port = int(tail[1:])
+            item = host
+        elif item.count(":") == 1:  # host:port (more colons: a bare IPv6 address)
+            host, _, tail = item.partition(":")
+            if tail.isdigit():
+                item, port = host, int(tail)
+        network = None
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            item = item.removeprefix("*.").lstrip(".").rstrip(".")
+        if item or network is not None:
+            entries.append(_NoProxyEntry(item, port, network))
+    return tuple(entries)
+
+
+def _bypasses(host: str, port: int, entries: Sequence[_NoProxyEntry]) -> bool:
+    host = host.lower().strip("[]").rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = \
+            ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in entries:
+        if entry.name == "*":
+            return True
+        if entry.port is not None and entry.port != port:
+            continue
+        if entry.network is not None:
+            if address is not None and address.version == entry.network.version \
+                    and address in entry.network:
+                return True
+        elif host == entry.name or (address is None and host.endswith("." + entry.name)):
+            return True
+    return False
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY")
+#: Origins whose proxy choice is remembered, at most (one per bucket, virtual-hosted).
+_PROXY_CACHE = 256
+
+
+def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy the AWS CLI would send ``url`` through, given ``environ``: None for none.
+
+    ``HTTPS_PROXY`` for https URLs, ``HTTP_PROXY`` for http ones (lower-case names win;
+    a proxy without a scheme is ``http://``), unless ``NO_PROXY`` (comma-separated) names
+    the URL's host: ``*`` (every host), a hostname, a domain (``example.com`` or
+    ``.example.com``: the domain and every name under it), an IP address or CIDR network
+    (``10.0.0.0/8``, ``fd00::/8``), each optionally with ``:port`` (then only that port).
+    Pure: reads nothing but its arguments.
+    """
+    parsed = URL(url)
+    scheme = parsed.scheme.lower()
+    proxy = _env(environ, "HTTPS_PROXY" if scheme == "https" else "HTTP_PROXY")
+    if proxy is None or scheme not in _DEFAULT_PORTS:
+        return None
+    port = parsed.explicit_port or _DEFAULT_PORTS[scheme]
+    if _bypasses(parsed.raw_host or "", port, _parse_no_proxy(_env(environ, "NO_PROXY"))):
+        return None
+    return _normalise_proxy(proxy)
+
+
+class _Proxy(NamedTuple):
+    """A proxy as aiohttp is given it: the URL without credentials, which go in a header
+    (aiohttp keeps the URL in its connection keys, whose ``repr`` would show them)."""
+
+    url: URL
+    authorization: str | None
+    shown: str
+
+
+def _parse_proxy(value: str, source: str) -> _Proxy:
+    shown = mask_proxy(_normalise_proxy(value))
+    try:
+        url = URL(_normalise_proxy(value))
+    except ValueError:
+        raise UsageError(f"{source} is not a proxy URL: {shown}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(f"{source} must be an http:// or https:// proxy URL with a host, "
+                         f"not {shown}")
+    authorization = None
+    if url.user is not None or url.password is not None:
+        userpass = f"{url.user or ''}:{url.password or ''}".encode()
+        authorization = "Basic " + base64.b64encode(userpass).decode("ascii")
+    return _Proxy(url.with_user(None).with_password(None), authorization, shown)
+
+
+def check_ca_bundle(ca_bundle: object) -> str | None:
+    """``ca_bundle=`` as a path string (or None); only its type is checked: no I/O."""
+    if ca_bundle is None:
+        return None
+    if not isinstance(ca_bundle, str | os.PathLike):
+        raise UsageError(f"ca_bundle must be a path (str or os.PathLike) or None, "
+                         f"not {type(ca_bundle).__name__}")
+    path = os.fsdecode(ca_bundle)
+    if not path:
+        raise UsageError("ca_bundle must not be empty (pass None to use the default)")
+    return path
+
+
+def check_transport_options(*, session: object, ca_bundle: object,
+                            proxy: object) -> tuple[str | None, str | None]:
+    """``ca_bundle=`` and ``proxy=`` checked (no I/O): valid types and syntax, and not
+    with a borrowed session, which the caller configures."""
+    path = check_ca_bundle(ca_bundle)
+    if proxy is not None:
+        if not isinstance(proxy, str) or not proxy:
+            shown = "an empty str" if proxy == "" else type(proxy).__name__
+            raise UsageError(f"proxy must be a proxy URL str or None, not {shown}")
+        _parse_proxy(proxy, "proxy")
+    if session is not None:
+        for name, value in (("ca_bundle", path), ("proxy", proxy)):
+            if value is not None:
+                raise UsageError(
+                    f"{name}= cannot be used with session=: s3stream does not configure a "
+                    "session it borrows. Configure that session instead (its connector's "
+                    "ssl= for trust, proxy= on the session for a proxy)")
+    return path, proxy
+
+
+def _load_ca_bundle(path: str, source: str) -> ssl.SSLContext:
+    """An SSLContext trusting exactly the CAs in ``path``, verification and hostname check
+    on. Blocking (it reads the file): called in a worker thread."""
+    try:
+        context = ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise UsageError(f"{source}: the CA bundle {path!r} does not exist") from None
+    except OSError as exc:
+        raise UsageError(
+            f"{source}: the CA bundle {path!r} cannot be read ({exc.strerror or exc})"
+        ) from None
+    except ssl.SSLError as exc:
+        raise UsageError(
+            f"{source}: the CA bundle {path!r} holds no usable PEM certificate "
+            f"({exc.reason or exc})") from None
+    if not context.get_ca_certs():
+        raise UsageError(f"{source}: the CA bundle {path!r} holds no CA certificate")
+    return context
+
+
+def _user_agent(environ: Mapping[str, str]) -> str:
+    app_id = environ.get("AWS_SDK_UA_APP_ID")
+    if not app_id:
+        return USER_AGENT
+    return f"{USER_AGENT} app/{_UA_UNSAFE.sub('-', app_id)}"
 
 
 class _BuffersPayload(aiohttp.payload.Payload):
@@ -137,6 +367,10 @@ class Transport:
     in (or, for a borrowed session, the session's). Use from any other loop is refused
     with ``UsageError`` before anything is sent, since aiohttp would otherwise fail
     half-way through (after, say, CreateMultipartUpload) with a bare ``RuntimeError``.
+
+    ``environ`` (default ``os.environ``) is read here, once: ``AWS_CA_BUNDLE``, the proxy
+    variables and ``AWS_SDK_UA_APP_ID``. The CA bundle file itself is read later (see the
+    module's docstring).
     """
 
     def __init__(
@@ -146,6 +380,9 @@ class Transport:
         connect_timeout: float | None = 10.0,
         stall_timeout: float | None = 60.0,
         max_connections: int = 64,
+        environ: Mapping[str, str] | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        proxy: str | None = None,
     ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise UsageError(f"session must be an aiohttp.ClientSession, not {session!r}")
@@ -154,6 +391,32 @@ class Transport:
             raise UsageError(f"max_connections must be an int >= 1, not {max_connections!r}")
         connect_timeout = _check_timeout("connect_timeout", connect_timeout)
         stall_timeout = _check_timeout("stall_timeout", stall_timeout)
+        ca_path, proxy = check_transport_options(session=session, ca_bundle=ca_bundle,
+                                                 proxy=proxy)
+        env = os.environ if environ is None else environ
+        self._user_agent = _user_agent(env)
+        #: (path, where it came from) of the CA bundle; its context is made on first need.
+        self._ca_bundle: tuple[str, str] | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        self._explicit_proxy = _parse_proxy(proxy, "proxy") if proxy is not None else None
+        #: The proxy variables as they were now (AWS's tools read them once, at start).
+        self._proxy_env: dict[str, str] = {}
+        #: origin ("https://host:port") -> the proxy chosen for it (None: direct).
+        self._proxies: dict[str, _Proxy | None] = {}
+        if session is None:
+            env_bundle = env.get("AWS_CA_BUNDLE")
+            if ca_path is not None:
+                self._ca_bundle = (ca_path, "ca_bundle")
+            elif env_bundle:
+                self._ca_bundle = (env_bundle, "AWS_CA_BUNDLE")
+            if self._explicit_proxy is None:
+                self._proxy_env = {name: env[name] for base in _PROXY_VARIABLES
+                                   for name in (base, base.lower()) if name in env}
+                for base in ("HTTPS_PROXY", "HTTP_PROXY"):
+                    value = _env(self._proxy_env, base)
+                    if value is not None:  # refused now, rather than on first use
+                        name = base.lower() if self._proxy_env.get(base.lower()) else base
+                        _parse_proxy(value, name)
         self._session = session
         self._owns_session = session is None
         # A borrowed session is bound to the loop it was made in (aiohttp keeps it only
@@ -189,6 +452,39 @@ class Transport:
                 "pass an open one (s3stream borrows it and never closes it)"
             )
         return session
+
+    def _proxy_for(self, url: str) -> _Proxy | None:
+        """The proxy for ``url``: one dict look-up per request once its origin was seen."""
+        if self._explicit_proxy is not None:
+            return self._explicit_proxy
+        if not self._proxy_env:
+            return None
+        origin = "/".join(url.split("/", 3)[:3])
+        try:
+            return self._proxies[origin]
+        except KeyError:
+            pass
+        chosen = proxy_for(origin, self._proxy_env)
+        proxy = None if chosen is None else _parse_proxy(chosen, "proxy")
+        if len(self._proxies) >= _PROXY_CACHE:
+            self._proxies.clear()
+        self._proxies[origin] = proxy
+        logger.debug("requests to %s go %s", origin,
+                     "direct" if proxy is None else f"through proxy {proxy.shown}")
+        return proxy
+
+    async def _ssl_for(self, url: str, proxy: _Proxy | None) -> ssl.SSLContext | bool:
+        """What aiohttp verifies TLS with: its default (True), or the CA bundle's context,
+        made (in a worker thread: it reads a file) by the first request that needs it."""
+        if self._ca_bundle is None or not (
+                url.startswith("https:") or (proxy is not None and proxy.url.scheme == "https")):
+            return True
+        if self._ssl_context is None:
+            context = await asyncio.to_thread(_load_ca_bundle, *self._ca_bundle)
+            # Two first requests may both have loaded it: the first one kept.
+            if self._ssl_context is None:
+                self._ssl_context = context
+        return self._ssl_context
 
     def _wrong_loop(self, bound: asyncio.AbstractEventLoop) -> str:
         if bound.is_closed():
@@ -232,6 +528,19 @@ class Transport:
     ) -> Response:
         loop = asyncio.get_running_loop()
         session = self._session_for(loop)
+        proxy = self._proxy_for(url)
+        tls = await self._ssl_for(url, proxy)
+        # Added after signing, so never signed: proxies may rewrite it. A User-Agent the
+        # caller chose (and had signed) is left alone.
+        sent_headers = list(headers)
+        if not any(name.lower() == "user-agent" for name, _ in sent_headers):
+            sent_headers.append(("User-Agent", self._user_agent))
+        proxy_headers: dict[str, str] | None = None
+        if proxy is not None and proxy.authorization is not None:
+            if url.startswith("https:"):  # on the CONNECT only, never inside the tunnel
+                proxy_headers = {"Proxy-Authorization": proxy.authorization}
+            else:  # forwarded HTTP: the proxy reads (and should strip) it from the request
+                sent_headers.append(("Proxy-Authorization", proxy.authorization))
         stall = self._stall_timeout
         # Always our payload, even when empty: it is what stops aiohttp's own silent resend,
         # and aiohttp calls its write() even for an empty body, right after the headers go.
@@ -253,8 +562,11 @@ class Transport:
                 resp = await session.request(
                     method,
                     URL(url, encoded=True),
-                    headers=list(headers),
+                    headers=sent_headers,
                     data=payload,
+                    proxy=None if proxy is None else proxy.url,
+                    proxy_headers=proxy_headers,
+                    ssl=tls,
                     timeout=self._timeout,
                     allow_redirects=False,
                     raise_for_status=False,
@@ -278,9 +590,11 @@ class Transport:
                     "the request",
                     operation=operation,
                 ) from exc
+            via = "" if proxy is None else f" (through proxy {proxy.shown})"
             if isinstance(exc, _CONNECT_TIMEOUT):
                 raise TransportError(
-                    f"{operation}: could not connect within {self._timeout.sock_connect} s",
+                    f"{operation}: could not connect within {self._timeout.sock_connect} s"
+                    f"{via}",
                     operation=operation,
                 ) from exc
             if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
@@ -288,14 +602,17 @@ class Transport:
                     f"{operation}: no response data for {stall} s",
                     operation=operation,
                 ) from exc
-            # A certificate or TLS setup failure will not fix itself on a retry.
+            # A certificate or TLS setup failure will not fix itself on a retry, nor will
+            # a proxy's refusal of our credentials.
+            permanent = isinstance(exc, aiohttp.ClientSSLError) or (
+                isinstance(exc, aiohttp.ClientHttpProxyError) and exc.status == 407)
             raise TransportError(
-                f"{operation}: {type(exc).__name__}: {exc}", operation=operation,
-                retryable=not isinstance(exc, aiohttp.ClientSSLError),
+                f"{operation}: {type(exc).__name__}: {exc}{via}", operation=operation,
+                retryable=not permanent,
             ) from exc
 
     async def fetch(self, method: str, url: str, headers: Sequence[tuple[str, str]],
-                    body: bytes, timeout: float) -> Response:
+                    body: bytes, timeout: float) -> Response:  # noqa: ASYNC109
         """One small request to a credentials service (IMDS, STS, SSO...), bounded by
         ``timeout`` seconds in all: a laptop must not wait for a metadata service that
         is not there. Errors are ``TransportError``, like every other request's."""
