@@ -53,7 +53,10 @@ def document(creds: Credentials, expires_in: float, *, code: str | None = "Succe
     if code is not None:
         doc.update(Code=code, LastUpdated=expiration(-60), Type="AWS-HMAC")
     doc.update(AccessKeyId=creds.access_key_id, SecretAccessKey=creds.secret_access_key,
-               Token=creds.session_token or "", Expiration=expiration(expires_in))
+               Expiration=expiration(expires_in))
+    if creds.session_token is not None:
+        # Always there in AWS's answers; left out for long-term keys (a local S3's).
+        doc["Token"] = creds.session_token
     return doc
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 import time
@@ -25,8 +26,9 @@ from aws_metadata import (
     InstanceMetadataServer,
     document,
 )
+from support import read_back, sha256
 
-from s3stream import Credentials, CredentialsError, TransportError, UsageError
+from s3stream import Credentials, CredentialsError, S3Client, TransportError, UsageError
 from s3stream._transport import Transport
 from s3stream.credentials import (
     ContainerProvider,
@@ -42,6 +44,7 @@ from s3stream.credentials._imds import (
     parse_credentials_document,
     parse_expiration,
 )
+from s3stream.testing import LocalS3
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
 SESSION = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN//////////wEaDEXAMPLE"
@@ -381,8 +384,13 @@ def test_parse_credentials_document() -> None:
     creds = parse_credentials_document(_doc(Expiration="2026-12-02T03:04:05Z"), provider="p")
     assert_same(creds, CREDS)
     assert creds.expiry == datetime(2026, 12, 2, 3, 4, 5, tzinfo=UTC)
+    # Long-term keys (a local emulator's) come without a token, or with an empty one.
+    for token in (None, "", "  "):
+        keys = parse_credentials_document(_doc(Token=token), provider="p")
+        assert keys.session_token is None and keys.secret_access_key == SECRET
     for bad, match in ((b"<html>", "not JSON"), (b"[1]", "list"), (b"\xff", "not JSON"),
-                       (_doc(Token=None), "Token is missing"),
+                       (_doc(Token=7), "Token is not a string"),
+                       (_doc(Expiration=None), "Expiration is missing"),
                        (_doc(AccessKeyId=""), "AccessKeyId is not"),
                        (_doc(SecretAccessKey=7), "SecretAccessKey is not"),
                        (_doc(Expiration="tomorrow"), "not an ISO 8601"),
@@ -569,3 +577,59 @@ async def test_no_secret_in_reprs_errors_or_debug_logs(
     text = caplog.text + "\n".join(shown)
     for secret in (SECRET, SESSION, AUTH_TOKEN, *tokens):
         assert secret not in text
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.mark.real_s3
+async def test_real_upload_with_credentials_from_imds(
+        s3stream_local_s3: LocalS3, bucket: str, boto: Any) -> None:
+    """An S3Client whose credentials come from IMDS uploads to SeaweedFS; credentials that
+    live 2 s are fetched again during the upload, with the same IMDS session token."""
+    keys = s3stream_local_s3.credentials
+    # SeaweedFS's long-term keys: served without a Token (SeaweedFS refuses one it did
+    # not issue), as a local emulator serves them.
+    served = Credentials(keys.access_key_id, keys.secret_access_key)
+    chunk = os.urandom(1 << 20)
+
+    async def slow_source() -> AsyncIterator[bytes]:
+        for _ in range(16):  # 16 MiB at about 4 MiB/s: longer than the 2 s credentials
+            yield chunk
+            await asyncio.sleep(0.25)  # the source's pace, not synchronisation
+
+    async with InstanceMetadataServer(served, expires_in=2) as imds:
+        provider = InstanceMetadataProvider(endpoint=imds.url)
+        async with S3Client(endpoint=s3stream_local_s3.endpoint,
+                            region=s3stream_local_s3.region, credentials=provider,
+                            environ={}) as client:
+            assert client.credentials is provider
+            small = await client.upload(bucket, "imds/small.txt", b"from IMDS")
+            result = await client.upload(bucket, "imds/long.bin", slow_source(),
+                                         part_size=5 << 20)
+        role_gets = imds.requests[("GET", ROLES + "s3stream-test-role")]
+    assert small.size == 9 and read_back(boto, bucket, "imds/small.txt") == b"from IMDS"
+    assert result.part_count == 4
+    assert sha256(read_back(boto, bucket, "imds/long.bin")) == sha256(chunk * 16)
+    assert role_gets >= 3
+    assert imds.requests[("PUT", "/latest/api/token")] == 1 and imds.unauthorized == 0
+    assert keys.secret_access_key not in repr(client)
+
+
+@pytest.mark.real_s3
+async def test_real_upload_with_credentials_from_a_container_endpoint(
+        s3stream_local_s3: LocalS3, bucket: str, boto: Any, tmp_path: Path) -> None:
+    keys = s3stream_local_s3.credentials
+    served = Credentials(keys.access_key_id, keys.secret_access_key)
+    token_file = tmp_path / "token"
+    token_file.write_text(AUTH_TOKEN)
+    async with ContainerCredentialsServer(served, path="/creds",
+                                          expected_token=AUTH_TOKEN) as ecs:
+        env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": ecs.url + "/creds",
+               "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token_file)}
+        async with S3Client(endpoint=s3stream_local_s3.endpoint,
+                            region=s3stream_local_s3.region, credentials=ContainerProvider(),
+                            environ=env) as client:
+            await client.upload(bucket, "ecs/object.txt", b"from ECS")
+    assert read_back(boto, bucket, "ecs/object.txt") == b"from ECS"
+    assert ecs.authorizations == [AUTH_TOKEN]

@@ -69,8 +69,11 @@ _NO_TOKENS = (403, 404, 405)
 #: Characters a role name may hold that need no percent-encoding in a path segment.
 _ROLE_SAFE = "+=,.@-_"
 
-#: The credentials document's fields, in the order they are checked.
-_REQUIRED_FIELDS = ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
+#: The credentials document's required fields, in the order they are checked. ``Token`` is
+#: always there in AWS's answers, and used when it is; an endpoint that serves long-term
+#: keys (a local emulator, a test server standing in for S3-compatible stores) may leave
+#: it out or empty, and the keys are then used without a session token.
+_REQUIRED_FIELDS = ("AccessKeyId", "SecretAccessKey", "Expiration")
 
 
 def _true(value: str | None) -> bool:
@@ -174,8 +177,8 @@ def parse_expiration(value: object, *, provider: str) -> datetime:
 
 def parse_credentials_document(body: bytes, *, provider: str) -> Credentials:
     """The credentials in a metadata service's JSON answer (IMDS's or a container
-    endpoint's): ``AccessKeyId``, ``SecretAccessKey``, ``Token``, ``Expiration``, and, when
-    present, ``Code``, which must be ``Success``.
+    endpoint's): ``AccessKeyId``, ``SecretAccessKey`` and ``Expiration``; ``Token`` when it
+    is there (AWS always sends one); and, when present, ``Code``, which must be ``Success``.
 
     Errors are ``CredentialsError`` naming the field, never showing a value of the document.
     """
@@ -197,10 +200,13 @@ def parse_credentials_document(body: bytes, *, provider: str) -> Credentials:
         if not isinstance(value, str) or not value.strip():
             what = "is missing" if value is None else "is not a non-empty string"
             raise CredentialsError(f"the answer's {name} {what}", provider=provider)
+    token = doc.get("Token")
+    if token is not None and not isinstance(token, str):
+        raise CredentialsError("the answer's Token is not a string", provider=provider)
     expiry = parse_expiration(doc["Expiration"], provider=provider)
     try:
         return Credentials(doc["AccessKeyId"].strip(), doc["SecretAccessKey"].strip(),
-                           doc["Token"].strip(), expiry=expiry)
+                           (token.strip() or None) if token else None, expiry=expiry)
     except UsageError as exc:
         # Credentials' own checks name the field, never its value.
         raise CredentialsError(f"unusable credentials: {exc}", provider=provider) from None
