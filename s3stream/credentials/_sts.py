@@ -72,6 +72,7 @@ class StsRequest:
 
     operation: str
     url: str
+    role_arn: str
     #: Signed headers (with a session token) or, for web identity, just the form's type.
     headers: tuple[tuple[str, str], ...] = field(repr=False)
     #: The form; for web identity it holds the token.
@@ -130,7 +131,7 @@ def assume_role_request(
         region=region, now=now, service="sts", s3=False,
     )
     # ``host`` is aiohttp's to send; it was signed as the URL's host.
-    return StsRequest("AssumeRole", url, (headers[1], *signed.items()), body)
+    return StsRequest("AssumeRole", url, role_arn, (headers[1], *signed.items()), body)
 
 
 def web_identity_request(
@@ -151,7 +152,8 @@ def web_identity_request(
         ("RoleArn", role_arn), ("RoleSessionName", session_name),
         ("WebIdentityToken", token), ("DurationSeconds", duration_seconds),
     ])
-    return StsRequest("AssumeRoleWithWebIdentity", url, (("content-type", _FORM),), body)
+    return StsRequest("AssumeRoleWithWebIdentity", url, role_arn, (("content-type", _FORM),),
+                      body)
 
 
 # --------------------------------------------------------------------------- answers
@@ -255,27 +257,27 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
 async def _call(ctx: ProviderContext, request: StsRequest, *, provider: str,
                 secrets: Iterable[str | None], request_timeout: float) -> Credentials:
     secrets = tuple(secrets)
-    log.debug("credentials: STS %s at %s", request.operation, request.url)
+    what = f"{request.operation} of {request.role_arn} at {request.url}"
+    log.debug("credentials: STS %s", what)
     try:
         response = await ctx.fetch("POST", request.url, request.headers, request.body,
                                    request_timeout)
     except S3StreamError as exc:
         # TransportError's message names the method and the URL without its query.
-        raise CredentialsError(f"STS {request.operation} at {request.url} failed: "
-                               f"{scrub(str(exc), secrets)}", provider=provider) from exc
+        raise CredentialsError(f"{what} failed: {scrub(str(exc), secrets)}",
+                               provider=provider) from exc
     if response.status != 200:
         error = parse_error(response.body)
         detail = (f"{error.code}: {scrub(error.message, secrets)}" if error else
-                  "no STS error document")
+                  "(no STS error document)")
         rid = f" [request id {error.request_id}]" if error and error.request_id else ""
-        raise CredentialsError(
-            f"STS {request.operation} at {request.url} answered HTTP {response.status} "
-            f"{detail}{rid}", provider=provider)
+        raise CredentialsError(f"{what} answered HTTP {response.status} {detail}{rid}",
+                               provider=provider)
     try:
         found = parse_credentials(response.body)
     except StsAnswerError as exc:
-        raise CredentialsError(f"STS {request.operation} at {request.url} answered 200 "
-                               f"without usable credentials: {exc}", provider=provider) from None
+        raise CredentialsError(f"{what} answered 200 without usable credentials: {exc}",
+                               provider=provider) from None
     log.debug("credentials: STS %s gave access key %s, expiring %s", request.operation,
               found.access_key_id, found.expiry.isoformat() if found.expiry else "never")
     return found
