@@ -29,6 +29,7 @@ from .credentials import (
     resolve_region,
 )
 from .credentials._chain import StaticProvider, as_provider, resolve_provider
+from .credentials._files import resolve_flag
 from .credentials._refresh import RefreshingCredentials
 from .exceptions import UsageError
 
@@ -229,7 +230,9 @@ class S3Client:
         self.credentials: Credentials | CredentialProvider = (
             provider.credentials if isinstance(provider, StaticProvider) else provider)
         self._endpoint = proto.Endpoint.parse(
-            resolve_endpoint(endpoint, env), region=self.region, addressing=addressing
+            resolve_endpoint(endpoint, env), region=self.region, addressing=addressing,
+            dualstack=resolve_flag("AWS_USE_DUALSTACK_ENDPOINT", "use_dualstack_endpoint", env),
+            fips=resolve_flag("AWS_USE_FIPS_ENDPOINT", "use_fips_endpoint", env),
         )
         self._sign_payload = (not self._endpoint.is_https) if sign_payload is None \
             else sign_payload

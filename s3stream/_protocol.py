@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -41,14 +41,21 @@ class Endpoint:
     port: int | None
     base_path: str
     virtual_hosted: bool
+    #: For AWS's own endpoints, the host's service label (``s3``, ``s3-fips``,
+    #: ``s3.dualstack``, ``s3-fips.dualstack``): the host follows a bucket's region.
+    aws_label: str | None = None
 
     @classmethod
-    def parse(cls, url: str | None, *, region: str, addressing: str) -> Endpoint:
+    def parse(cls, url: str | None, *, region: str, addressing: str, dualstack: bool = False,
+              fips: bool = False) -> Endpoint:
+        """``url`` None means AWS's regional endpoint, with ``dualstack`` (IPv6) and
+        ``fips`` as ``AWS_USE_DUALSTACK_ENDPOINT`` / ``AWS_USE_FIPS_ENDPOINT`` ask."""
         if addressing not in ("auto", "path", "virtual"):
             raise UsageError("addressing must be 'auto', 'path' or 'virtual'")
         if url is None:
-            host = f"s3.{region}.amazonaws.com"
-            return cls("https", host, None, "", addressing != "path")
+            label = ("s3-fips" if fips else "s3") + (".dualstack" if dualstack else "")
+            return cls("https", f"{label}.{region}.amazonaws.com", None, "",
+                       addressing != "path", label)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"endpoint must be an http:// or https:// URL, not {url!r}")
@@ -66,6 +73,13 @@ class Endpoint:
     @property
     def is_https(self) -> bool:
         return self.scheme == "https"
+
+    def for_region(self, region: str) -> Endpoint:
+        """The endpoint that serves a bucket in ``region``: AWS's own endpoints change
+        host; a custom endpoint stays as it is (only the signature's region changes)."""
+        if self.aws_label is None:
+            return self
+        return replace(self, host=f"{self.aws_label}.{region}.amazonaws.com")
 
     def netloc(self, bucket: str | None) -> str:
         default = 443 if self.scheme == "https" else 80
@@ -256,7 +270,28 @@ def error_from(request: Request, response: Response,
         key=request.key,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
         server_date=response.headers.get("date"),
+        bucket_region=response.headers.get("x-amz-bucket-region") or (
+            body.region if body else None),
     )
+
+
+#: Answers that say the bucket lives in another region (with that region named).
+_WRONG_REGION_CODES = frozenset({"PermanentRedirect", "AuthorizationHeaderMalformed",
+                                 "IllegalLocationConstraintException", "Redirect",
+                                 "TemporaryRedirect"})
+
+
+def redirect_region(error: S3ResponseError, used: str) -> str | None:
+    """The region to send ``error``'s request to again, if S3 said the bucket is in
+    another one (301 PermanentRedirect, 400 AuthorizationHeaderMalformed naming it, or
+    ``x-amz-bucket-region`` on a 301/400/403); None otherwise."""
+    region = error.bucket_region
+    if not region or region == used or any(c in region for c in "/\r\n "):
+        return None
+    if error.status in (301, 307) or error.code in _WRONG_REGION_CODES or \
+            error.status in (400, 403):
+        return region
+    return None
 
 
 def _status_code(status: int) -> str:

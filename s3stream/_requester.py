@@ -83,6 +83,8 @@ class Requester:
         self.closed = False
         #: What this client's store turned out to support (see ``_checksums.StoreSupport``).
         self.store = cks.StoreSupport()
+        #: bucket -> the region S3 said it lives in, when that is not ``region``.
+        self.bucket_regions: dict[str, str] = {}
 
     async def aclose(self) -> None:
         self.closed = True
@@ -150,20 +152,28 @@ class Requester:
 
     def _signed_headers(self, request: proto.Request, payload_hash: str,
                         credentials: Credentials) -> list[tuple[str, str]]:
-        headers = [("Host", self.endpoint.netloc(request.bucket)), *request.headers]
+        endpoint, region = self._where(request.bucket)
+        headers = [("Host", endpoint.netloc(request.bucket)), *request.headers]
         if not credentials.is_anonymous:
             added = sign_headers(
                 method=request.method,
-                raw_path=self.endpoint.raw_path(request.bucket, request.key),
+                raw_path=endpoint.raw_path(request.bucket, request.key),
                 query=request.query,
                 headers=headers,
                 payload_hash=payload_hash,
                 credentials=credentials,
-                region=self.region,
+                region=region,
                 now=self.now(),
             )
             headers.extend(added.items())
         return headers
+
+    def _where(self, bucket: str | None) -> tuple[proto.Endpoint, str]:
+        """The endpoint and signing region for a request to ``bucket``."""
+        region = self.bucket_regions.get(bucket or "", self.region)
+        if region == self.region:
+            return self.endpoint, region
+        return self.endpoint.for_region(region), region
 
     async def call(
         self,
@@ -180,13 +190,12 @@ class Requester:
         of their own)."""
         if self.closed:
             raise UsageError("this S3Client is closed")
-        url = self.endpoint.url(request.bucket, request.key, request.query)
         if payload_hash is None:
             payload_hash = self.hash_for(await self.digest(request.body, request.size, None))
         policy = retry or self.retry
         started = time.monotonic()
         attempt = 0
-        refreshed = False
+        refreshed = redirected = False
         while True:
             attempt += 1
             if on_attempt is not None:
@@ -194,6 +203,8 @@ class Requester:
             # Every try is signed with the credentials current *now*: a retry after a
             # refresh must not reuse the ones that just expired.
             credentials = await self.credentials.get()
+            endpoint, region = self._where(request.bucket)
+            url = endpoint.url(request.bucket, request.key, request.query)
             headers = self._signed_headers(request, payload_hash, credentials)
             error: TransportError | S3ResponseError
             try:
@@ -213,6 +224,17 @@ class Requester:
                 if is_clock_skew(exc.code, exc.message):
                     retryable = retryable or "RequestTimeTooSkewed" in policy.codes
                     self._correct_clock(exc.server_date)
+                elsewhere = proto.redirect_region(exc, region) if request.bucket else None
+                if elsewhere is not None and not redirected:
+                    # The bucket lives in another region: re-sign for it (and its host, on
+                    # AWS), remember it for the bucket, and send the same buffers again.
+                    redirected = True
+                    assert request.bucket is not None
+                    self.bucket_regions[request.bucket] = elsewhere
+                    logger.info("bucket %s is in region %s, not %s: following", request.bucket,
+                                elsewhere, region)
+                    attempt -= 1
+                    continue
                 if exc.code in _EXPIRED_CODES and not refreshed:
                     # Expired under us (revoked early, or a clock off): one refresh, shared
                     # with every request that was refused too, and the request again.

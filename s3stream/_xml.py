@@ -35,6 +35,8 @@ class ErrorBody:
     code: str
     message: str
     request_id: str | None = None
+    #: The bucket's region, where S3 names it (PermanentRedirect, AuthorizationHeaderMalformed).
+    region: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,7 @@ def _error_body(content: Mapping[str, Any]) -> ErrorBody:
         code=_text(content, "Code") or "UnknownError",
         message=_text(content, "Message") or "",
         request_id=_text(content, "RequestId"),
+        region=_text(content, "Region"),
     )
 
 

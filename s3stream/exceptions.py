@@ -96,6 +96,7 @@ class S3ResponseError(S3StreamError):
         key: str | None = None,
         retry_after: float | None = None,
         server_date: str | None = None,
+        bucket_region: str | None = None,
     ) -> None:
         self.status = status
         self.code = code
@@ -106,6 +107,8 @@ class S3ResponseError(S3StreamError):
         self.key = key
         self.retry_after = retry_after
         self.server_date = server_date
+        #: The region S3 says the bucket is in (``x-amz-bucket-region`` or ``<Region>``).
+        self.bucket_region = bucket_region
         where = f"s3://{bucket}/{key}" if bucket and key else (f"s3://{bucket}" if bucket else "")
         text = f"{operation or 'request'} failed: HTTP {status} {code}"
         if message:

@@ -182,6 +182,8 @@ class Recorded:
     #: "ok", "fault:<kind>", "error:<Code>", "reset", "client-gone".
     outcome: str = ""
     signature_ok: bool | None = None
+    #: The region a request was signed for when the fake refused it as the wrong one.
+    region_refused: str | None = None
     #: Set once the server has finished with the request (answered or dropped it).
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
 
@@ -288,6 +290,9 @@ class FakeS3:
         #: ``x-amz-checksum-type: FULL_OBJECT`` is), or "ignore" (as if never sent).
         self.checksums = checksums
         self.reject_with: tuple[int, str] = (400, "InvalidArgument")
+        #: Answer requests signed for another region as S3 does: "301" (PermanentRedirect
+        #: with ``x-amz-bucket-region``) or "400" (AuthorizationHeaderMalformed naming it).
+        self.wrong_region: str | None = None
         self.requests: list[Recorded] = []
         self.objects: dict[str, bytes] = {}
         #: key -> {algorithm: stored checksum} (what HeadObject reports with checksum mode).
@@ -620,6 +625,11 @@ class FakeS3:
         if not rec.outcome:
             rec.outcome = f"error:{code}"
         body = b"" if rec.method == "HEAD" else error_xml(code, message, f"REQ{rec.seq}")
+        if rec.region_refused is not None:
+            headers = {"x-amz-bucket-region": self.region, **(headers or {})}
+            if code == "AuthorizationHeaderMalformed" and body:
+                body = body.replace(b"</Error>",
+                                    f"<Region>{self.region}</Region></Error>".encode())
         return web.Response(status=status, body=body, headers={
             "Content-Type": "application/xml", "x-amz-request-id": f"REQ{rec.seq}",
             **(headers or {})})
@@ -641,6 +651,15 @@ class FakeS3:
             return 400, "XAmzContentSHA256Mismatch", "x-amz-content-sha256 != body"
         if not self.verify_signatures:
             return None
+        scope = request.headers.get("Authorization", "").partition("Credential=")[2]
+        parts = scope.split(",")[0].split("/")
+        if self.wrong_region is not None and len(parts) > 2 and parts[2] != self.region:
+            # AWS's two answers to a request signed for another region than the bucket's.
+            rec.region_refused = parts[2]
+            if self.wrong_region == "400":
+                return (400, "AuthorizationHeaderMalformed",
+                        f"the region '{parts[2]}' is wrong; expecting '{self.region}'")
+            return 301, "PermanentRedirect", "use the bucket's regional endpoint"
         ok, why = self._signature_matches(request, rec)
         rec.signature_ok = ok
         if not ok:

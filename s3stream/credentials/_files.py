@@ -247,3 +247,10 @@ def resolve_endpoint(explicit: str | None, environ: Mapping[str, str]) -> str | 
         or _from_profile(environ, "endpoint_url")
         or None
     )
+
+
+def resolve_flag(variable: str, profile_key: str, environ: Mapping[str, str]) -> bool:
+    """A true/false setting such as ``AWS_USE_FIPS_ENDPOINT`` (else the profile's
+    ``use_fips_endpoint``), as AWS's SDKs read it."""
+    value = environ.get(variable) or _from_profile(environ, profile_key) or "false"
+    return value.strip().lower() == "true"
