@@ -27,6 +27,7 @@ from s3stream import Credentials, CredentialsError, UsageError
 from s3stream._protocol import Response
 from s3stream._transport import Transport
 from s3stream.credentials import (
+    ProfileProvider,
     ProviderContext,
     WebIdentityProvider,
     assume_role,
@@ -452,3 +453,70 @@ async def test_web_identity_against_moto_reads_the_token_every_time(
         assert_works_in_moto(local, got, roles.first, "pod-1")
         assert urllib.parse.parse_qs(sent[-1].decode())["WebIdentityToken"] == [token]
     assert WEB_TOKEN not in caplog.text
+
+
+def shared_files(tmp_path: Path, credentials: str, config: str) -> dict[str, str]:
+    (tmp_path / "credentials").write_text(credentials)
+    (tmp_path / "config").write_text(config)
+    return {"HOME": str(tmp_path), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+            "AWS_CONFIG_FILE": str(tmp_path / "config")}
+
+
+async def test_chained_role_profiles_against_moto(roles: Roles, transport: Transport,
+                                                  tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="s3stream")
+    local, user = roles.local, roles.local.credentials
+    env = shared_files(
+        tmp_path,
+        f"[base]\naws_access_key_id = {user.access_key_id}\n"
+        f"aws_secret_access_key = {user.secret_access_key}\n",
+        f"[profile one]\nrole_arn = {roles.first}\nsource_profile = base\n"
+        "role_session_name = hop-one\n"
+        f"[profile two]\nrole_arn = {roles.second}\nsource_profile = one\n"
+        "role_session_name = hop-two\nduration_seconds = 900\n",
+    )
+    sent: list[tuple[str, bytes]] = []
+
+    async def recording(method: str, url: str, headers: Any, body: bytes,
+                        seconds: float) -> Response:
+        sent.append((dict(headers)["Authorization"], body))
+        return await transport.fetch(method, url, headers, body, seconds)
+
+    ctx = ProviderContext({"AWS_ENDPOINT_URL_STS": local.endpoint, "AWS_REGION": local.region,
+                           **env}, recording, lambda: datetime.now(UTC), _blocking)
+    got = await ProfileProvider("two").load(ctx)
+    assert got is not None
+    assert_works_in_moto(local, got, roles.second, "hop-two")
+    assert got.expiry is not None and got.expiry - datetime.now(UTC) <= timedelta(seconds=900)
+    # Two hops: the user's keys assume the first role, whose credentials assume the second.
+    (auth_one, body_one), (auth_two, body_two) = sent
+    assert f"Credential={user.access_key_id}/" in auth_one
+    assert urllib.parse.parse_qs(body_one.decode())["RoleArn"] == [roles.first]
+    assert "Credential=ASIA" in auth_two
+    assert urllib.parse.parse_qs(body_two.decode())["RoleArn"] == [roles.second]
+    assert user.secret_access_key not in caplog.text
+    assert got.secret_access_key not in caplog.text
+
+
+async def test_role_profile_sourcing_its_own_keys_or_the_environment(
+        roles: Roles, transport: Transport, tmp_path: Path) -> None:
+    local, user = roles.local, roles.local.credentials
+    env = shared_files(
+        tmp_path,
+        f"[selfie]\naws_access_key_id = {user.access_key_id}\n"
+        f"aws_secret_access_key = {user.secret_access_key}\n",
+        f"[profile selfie]\nrole_arn = {roles.first}\nsource_profile = selfie\n"
+        "role_session_name = self-sourced\n"
+        f"[profile from-env]\nrole_arn = {roles.second}\ncredential_source = Environment\n"
+        "role_session_name = env-sourced\n",
+    )
+    # A profile with static keys and a role assumes the role (botocore's order) with them.
+    got = await ProfileProvider("selfie").load(real_ctx(transport, local, **env))
+    assert got is not None
+    assert_works_in_moto(local, got, roles.first, "self-sourced")
+    got = await ProfileProvider("from-env").load(real_ctx(
+        transport, local, AWS_ACCESS_KEY_ID=user.access_key_id,
+        AWS_SECRET_ACCESS_KEY=user.secret_access_key, **env))
+    assert got is not None
+    assert_works_in_moto(local, got, roles.second, "env-sourced")
