@@ -305,12 +305,16 @@ class S3Client:
             if not isinstance(if_match, str) or not if_match or any(c in if_match for c in "\r\n"):
                 raise UsageError("if_match must be an ETag string without line breaks")
             conditions.append(("If-Match", if_match))
+        object_headers = proto.build_object_headers(
+            content_type=content_type, metadata=metadata, extra_headers=headers)
+        part_headers, every_headers = proto.carried_headers(object_headers)
         return UploadOptions(
             bucket=proto.validate_bucket(bucket),
             key=proto.validate_key(key),
             concurrency=_check_concurrency(concurrency),
-            object_headers=proto.build_object_headers(
-                content_type=content_type, metadata=metadata, extra_headers=headers),
+            object_headers=object_headers,
+            part_headers=part_headers,
+            every_headers=every_headers,
             algorithm=algorithm,
             conditions=tuple(conditions),
             abort_timeout=self._abort_timeout,

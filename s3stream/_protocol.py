@@ -177,6 +177,24 @@ def build_object_headers(
     return tuple(out)
 
 
+#: SSE-C: S3 needs the customer key on every request that touches the object's data
+#: (each UploadPart, CompleteMultipartUpload, HeadObject), not only on Create.
+_SSE_C = frozenset({"x-amz-server-side-encryption-customer-algorithm",
+                    "x-amz-server-side-encryption-customer-key",
+                    "x-amz-server-side-encryption-customer-key-md5"})
+#: Headers that belong on every request of an upload, Abort included.
+_EVERY_REQUEST = frozenset({"x-amz-request-payer", "x-amz-expected-bucket-owner"})
+
+
+def carried_headers(object_headers: Headers) -> tuple[Headers, Headers]:
+    """Of an upload's headers, those that go on its parts (and Complete and HeadObject)
+    besides Create, and those that go on every request (Abort too), as S3 requires."""
+    parts = tuple((n, v) for n, v in object_headers
+                  if n.lower() in _SSE_C or n.lower() in _EVERY_REQUEST)
+    every = tuple((n, v) for n, v in object_headers if n.lower() in _EVERY_REQUEST)
+    return parts, every
+
+
 # ----------------------------------------------------------------- requests/responses
 
 
@@ -225,13 +243,16 @@ def complete_multipart_upload(bucket: str, key: str, upload_id: str,
     )
 
 
-def abort_multipart_upload(bucket: str, key: str, upload_id: str) -> Request:
-    return Request("AbortMultipartUpload", "DELETE", bucket, key, (("uploadId", upload_id),))
+def abort_multipart_upload(bucket: str, key: str, upload_id: str,
+                           headers: Headers = ()) -> Request:
+    return Request("AbortMultipartUpload", "DELETE", bucket, key, (("uploadId", upload_id),),
+                   headers)
 
 
-def head_object(bucket: str, key: str, *, checksum_mode: bool = False) -> Request:
-    headers = (("x-amz-checksum-mode", "ENABLED"),) if checksum_mode else ()
-    return Request("HeadObject", "HEAD", bucket, key, (), headers)
+def head_object(bucket: str, key: str, *, checksum_mode: bool = False,
+                headers: Headers = ()) -> Request:
+    mode = (("x-amz-checksum-mode", "ENABLED"),) if checksum_mode else ()
+    return Request("HeadObject", "HEAD", bucket, key, (), (*mode, *headers))
 
 
 def list_multipart_uploads(bucket: str, prefix: str, key_marker: str | None,

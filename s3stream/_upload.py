@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
@@ -72,10 +72,15 @@ class UploadOptions:
     bucket: str
     key: str
     concurrency: int
-    object_headers: proto.Headers
+    #: Kept out of reprs: SSE-C key material travels in them.
+    object_headers: proto.Headers = field(repr=False)
     algorithm: str | None
     conditions: proto.Headers
     abort_timeout: float
+    #: Of ``object_headers``: those every part, Complete and HeadObject carry too (SSE-C,
+    #: request payer, expected owner), and those every request carries (Abort too).
+    part_headers: proto.Headers = field(default=(), repr=False)
+    every_headers: proto.Headers = field(default=(), repr=False)
     #: The checksum was asked for explicitly: a store that refuses it is an error, not a
     #: reason to go on without it.
     strict_checksum: bool = False
@@ -273,7 +278,8 @@ class Upload:
                 headers = self._plan.body_header(digest)
                 sent[0] = headers[0][1] if headers else None
                 return proto.upload_part(self.bucket, self.key, upload_id, part.number,
-                                         part.chunks, part.size, headers)
+                                         part.chunks, part.size,
+                                         (*self._opts.part_headers, *headers))
 
             def read(request: proto.Request, response: proto.Response) -> tuple[str, bool]:
                 etag = proto.read_etag(request, response)
@@ -297,7 +303,8 @@ class Upload:
     def _complete_request(self, parts: list[_xml.CompletedPart]) -> proto.Request:
         upload_id = self._state.upload_id
         assert upload_id is not None
-        headers = (*self._opts.conditions, *self._plan.complete_headers())
+        headers = (*self._opts.part_headers, *self._opts.conditions,
+                   *self._plan.complete_headers())
         return proto.complete_multipart_upload(
             self.bucket, self.key, upload_id, self._plan.complete_parts(parts), headers)
 
@@ -371,7 +378,8 @@ class Upload:
         """The completed object, if HeadObject shows the one this upload sent (see
         ``head_shows``); None if there is none or another one; raises if HeadObject fails."""
         head = await self._requester.call(
-            proto.head_object(self.bucket, self.key, checksum_mode=self._plan.full is not None),
+            proto.head_object(self.bucket, self.key, checksum_mode=self._plan.full is not None,
+                              headers=self._opts.part_headers),
             proto.read_head)
         if head is None:
             return None
@@ -487,7 +495,8 @@ class Upload:
             if upload_id is None:
                 return "aborted"
             existed = await self._requester.call(
-                proto.abort_multipart_upload(self.bucket, self.key, upload_id),
+                proto.abort_multipart_upload(self.bucket, self.key, upload_id,
+                                             self._opts.every_headers),
                 proto.read_abort,
                 # Its own time budget: a server back within seconds still gets the abort.
                 retry=self._requester.retry.with_budget(self._opts.abort_timeout),

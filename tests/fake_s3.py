@@ -111,6 +111,8 @@ def md5_etag(data: bytes) -> str:
 
 
 _CHECKSUM_ALGOS = ("crc32c", "crc32", "sha256", "sha1")
+_SSE_C_MD5 = "x-amz-server-side-encryption-customer-key-MD5"
+_EVERY = ("x-amz-request-payer", "x-amz-expected-bucket-owner")
 _XML_NAMES = {"crc32c": "ChecksumCRC32C", "crc32": "ChecksumCRC32", "sha256": "ChecksumSHA256",
               "sha1": "ChecksumSHA1"}
 
@@ -256,6 +258,10 @@ class _Upload:
     checksum_type: str | None = None
     #: part number -> base64 checksum sent with (and verified for) that part.
     part_checksums: dict[int, str] = field(default_factory=dict)
+    #: From Create: the SSE-C key's MD5 and the every-request headers, which S3 then
+    #: requires on the upload's other requests.
+    sse_c_md5: str | None = None
+    every: dict[str, str] = field(default_factory=dict)
 
 
 class _Dropped(Exception):
@@ -720,6 +726,19 @@ class FakeS3:
 
     # ------------------------------------------------------------------ operations
 
+    def _carried(self, request: web.BaseRequest, up: _Upload, *,
+                 sse_c: bool) -> tuple[int, str, str] | None:
+        """What S3 says when a request of an upload lacks what its Create carried."""
+        if sse_c and up.sse_c_md5 is not None and \
+                request.headers.get(_SSE_C_MD5) != up.sse_c_md5:
+            return (400, "InvalidRequest", "The multipart upload initiate requested "
+                    "encryption. Subsequent part requests must include the appropriate "
+                    "encryption parameters.")
+        for name, value in up.every.items():
+            if request.headers.get(name) != value:
+                return 403, "AccessDenied", f"{name} is required on every request"
+        return None
+
     def _upload_for(self, rec: Recorded) -> _Upload | None:
         up = self.uploads.get(rec.upload_id or "")
         return up if up is not None and up.key == rec.key else None
@@ -774,6 +793,8 @@ class FakeS3:
             upload_id, rec.key, time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
             checksum_algorithm=algorithm.lower() if algorithm else None,
             checksum_type=(ctype or "COMPOSITE") if algorithm else None,
+            sse_c_md5=request.headers.get(_SSE_C_MD5),
+            every={n: v for n in _EVERY if (v := request.headers.get(n)) is not None},
         )
         return self._ok(rec, body=_xml("InitiateMultipartUploadResult", Bucket=self.bucket,
                                         Key=rec.key, UploadId=upload_id),
@@ -786,6 +807,8 @@ class FakeS3:
             return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
         if rec.part is None or not 1 <= rec.part <= 10_000:
             return self._error(rec, 400, "InvalidArgument", "partNumber must be 1..10000")
+        if (refused := self._carried(request, up, sse_c=True)) is not None:
+            return self._error(rec, *refused)
         checksums, problem = self._body_checksums(request, body)
         if problem is not None:
             return self._error(rec, *problem)
@@ -806,6 +829,8 @@ class FakeS3:
         up = self._upload_for(rec)
         if up is None:
             return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
+        if (refused := self._carried(request, up, sse_c=True)) is not None:
+            return self._error(rec, *refused)
         try:
             root = ET.fromstring(body)
             listed = [{_local(c.tag): c.text or "" for c in p}
@@ -862,6 +887,8 @@ class FakeS3:
         up = self._upload_for(rec)
         if up is None:
             return self._error(rec, 404, "NoSuchUpload", "the upload does not exist")
+        if (refused := self._carried(request, up, sse_c=False)) is not None:
+            return self._error(rec, *refused)
         del self.uploads[up.upload_id]
         self.aborted_uploads.add(up.upload_id)
         return self._ok(rec, status=204)

@@ -3,6 +3,10 @@ source never re-read), AWS's endpoint variants, and the addressing style."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -104,3 +108,60 @@ def test_dualstack_and_fips_from_the_environment() -> None:
            "AWS_SECRET_ACCESS_KEY": "SK", "HOME": "/nonexistent"}
     client = S3Client(environ=env)
     assert client.endpoint == "https://s3-fips.dualstack.ca-central-1.amazonaws.com/"
+
+
+# ------------------------------------------------- headers every request carries
+
+
+def _sse_c() -> dict[str, str]:
+    key = bytes(range(32))
+    return {
+        "x-amz-server-side-encryption-customer-algorithm": "AES256",
+        "x-amz-server-side-encryption-customer-key": base64.b64encode(key).decode(),
+        "x-amz-server-side-encryption-customer-key-MD5":
+            base64.b64encode(hashlib.md5(key).digest()).decode(),
+    }
+
+
+async def test_sse_c_and_payer_headers_go_on_every_request_that_needs_them(
+    fake: FakeS3, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    headers = {**_sse_c(), "x-amz-request-payer": "requester",
+               "x-amz-expected-bucket-owner": "111122223333"}
+    data = payload(2 * PART + 1)
+    async with S3Client(endpoint=fake.endpoint, region="eu-west-1",
+                        credentials=Credentials("AK", "SK")) as client, deadline():
+        await client.upload(BUCKET, "k", chunked(data), part_size=PART, headers=headers)
+
+        async def failing() -> AsyncIterator[bytes]:
+            yield data
+            raise RuntimeError("source broke")
+
+        with pytest.raises(RuntimeError):
+            await client.upload(BUCKET, "k2", failing(), part_size=PART, headers=headers)
+    assert fake.objects["k"] == data
+    key = headers["x-amz-server-side-encryption-customer-key"]
+    for rec in fake.requests:
+        assert rec.headers.get("x-amz-request-payer") == "requester", rec.op
+        assert rec.headers.get("x-amz-expected-bucket-owner") == "111122223333", rec.op
+        if rec.op != "AbortMultipartUpload":
+            assert rec.headers.get("x-amz-server-side-encryption-customer-key") == key, rec.op
+    assert {r.op for r in fake.requests} >= {"UploadPart", "CompleteMultipartUpload",
+                                            "AbortMultipartUpload"}
+    assert all(r.status in (200, 204) for r in fake.requests)
+    assert key not in caplog.text  # key material never logged
+
+
+async def test_without_the_key_on_parts_the_store_refuses(fake: FakeS3) -> None:
+    # The fake's check is real: parts without the SSE-C key are refused, as S3 does.
+    async with S3Client(endpoint=fake.endpoint, region="eu-west-1",
+                        credentials=Credentials("AK", "SK")) as client:
+        upload = client.open_upload(BUCKET, "k", part_size=PART, headers=_sse_c())
+        upload._opts = dataclasses.replace(upload._opts, part_headers=())
+        with pytest.raises(UploadError) as info:
+            async with deadline(), upload:
+                await upload.write(payload(PART + 1))
+    assert isinstance(info.value.__cause__, S3ResponseError)
+    assert info.value.__cause__.code == "InvalidRequest"
+    assert fake.open_uploads == set()
