@@ -136,6 +136,7 @@ def test_timestamps() -> None:
 
 def test_endpoint_and_region_resolution() -> None:
     assert sts_endpoint({}, "eu-west-3") == "https://sts.eu-west-3.amazonaws.com"
+    assert sts_endpoint({}, "cn-north-1") == "https://sts.cn-north-1.amazonaws.com.cn"
     assert sts_endpoint({"AWS_ENDPOINT_URL": "http://h:1/"}, "x") == "http://h:1"
     assert sts_endpoint({"AWS_ENDPOINT_URL": "http://h:1", "AWS_ENDPOINT_URL_STS": "http://s:2"},
                         "x") == "http://s:2"

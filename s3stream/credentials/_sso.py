@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .._sigv4 import encode_query
-from ..exceptions import CredentialsError, S3StreamError, UsageError
+from ..exceptions import CredentialsError, TransportError, UsageError
 from ._files import SharedConfig, load_shared_config, profile_name
 from ._model import Credentials, ProviderContext
 from ._sts import StsAnswerError, parse_timestamp, scrub
@@ -191,7 +191,7 @@ async def load_sso(ctx: ProviderContext, config: SsoConfig, *,
               config.role_name, config.account_id)
     try:
         response = await ctx.fetch("GET", url, headers, b"", request_timeout)
-    except S3StreamError as exc:
+    except TransportError as exc:
         raise CredentialsError(f"SSO GetRoleCredentials at {base} failed: "
                                f"{scrub(str(exc), (token.access_token,))}",
                                provider=_PROVIDER) from exc

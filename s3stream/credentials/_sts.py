@@ -27,7 +27,7 @@ from urllib.parse import urlencode, urlsplit
 
 from .. import _xml
 from .._sigv4 import sign_headers
-from ..exceptions import CredentialsError, S3StreamError, UsageError
+from ..exceptions import CredentialsError, TransportError, UsageError
 from ._model import Credentials, ProviderContext
 
 log = logging.getLogger("s3stream.credentials")
@@ -42,11 +42,13 @@ _FORM = "application/x-www-form-urlencoded; charset=utf-8"
 
 
 def sts_endpoint(environ: Mapping[str, str], region: str) -> str:
-    """``AWS_ENDPOINT_URL_STS``, else ``AWS_ENDPOINT_URL``, else the regional endpoint."""
+    """``AWS_ENDPOINT_URL_STS``, else ``AWS_ENDPOINT_URL``, else the regional endpoint
+    (``amazonaws.com.cn`` in the China regions)."""
     custom = environ.get("AWS_ENDPOINT_URL_STS") or environ.get("AWS_ENDPOINT_URL")
     if custom:
         return custom.strip().rstrip("/")
-    return f"https://sts.{region}.amazonaws.com"
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://sts.{region}.{suffix}"
 
 
 def sts_region(environ: Mapping[str, str], profile: Mapping[str, str] | None = None) -> str:
@@ -262,7 +264,7 @@ async def _call(ctx: ProviderContext, request: StsRequest, *, provider: str,
     try:
         response = await ctx.fetch("POST", request.url, request.headers, request.body,
                                    request_timeout)
-    except S3StreamError as exc:
+    except TransportError as exc:
         # TransportError's message names the method and the URL without its query.
         raise CredentialsError(f"{what} failed: {scrub(str(exc), secrets)}",
                                provider=provider) from exc
