@@ -497,3 +497,18 @@ def test_sso_parsers() -> None:
             "expiration": "soon"}}).encode()):
         with pytest.raises(ValueError):  # noqa: PT011
             parse_role_credentials(body)
+
+
+def test_shared_config_repr_shows_no_value(tmp_path: Path) -> None:
+    from s3stream.credentials._files import _profile_files, load_shared_config
+
+    env = files(tmp_path,
+                f"[default]\naws_access_key_id = AKID\naws_secret_access_key = {SECRET}\n",
+                f"[default]\naws_session_token = {SSO_TOKEN}\n")
+    shared = load_shared_config(env)
+    assert shared.profile("default") == {"aws_access_key_id": "AKID",
+                                         "aws_secret_access_key": SECRET,
+                                         "aws_session_token": SSO_TOKEN}
+    for shown in (repr(shared), *map(repr, _profile_files(env))):
+        assert SECRET not in shown and SSO_TOKEN not in shown
+    assert "default" in repr(shared)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import configparser
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exceptions import UsageError
@@ -59,7 +59,8 @@ class _ProfileFile:
     path_from: str
     section_name: str
     readable: bool
-    section: dict[str, str] | None
+    #: The settings as found (secrets among them): never in the repr.
+    section: dict[str, str] | None = field(repr=False)
 
 
 #: Profile settings that obtain credentials other than as static keys.
@@ -134,6 +135,10 @@ class SharedConfig:
 
     def sso_session(self, name: str) -> Mapping[str, str] | None:
         return self.config_sections.get(f"sso-session {name}")
+
+    def __repr__(self) -> str:  # the sections hold secrets: only their names are shown
+        return (f"SharedConfig({self.credentials_path!r}: {sorted(self.credentials_sections)}, "
+                f"{self.config_path!r}: {sorted(self.config_sections)})")
 
 
 def _sections(path: str) -> dict[str, dict[str, str]]:
