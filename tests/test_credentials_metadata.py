@@ -142,6 +142,30 @@ def assert_same(got: Credentials | None, want: Credentials) -> Credentials:
     return got
 
 
+# ------------------------------------------------------------------ the names
+
+
+def test_exported_names() -> None:
+    import s3stream
+    import s3stream.credentials
+    import s3stream.exceptions
+
+    assert issubclass(CredentialsError, s3stream.S3StreamError)
+    assert not issubclass(CredentialsError, UsageError)
+    err = CredentialsError("HTTP 500", provider="EC2 instance metadata (IMDS)")
+    assert (err.provider, str(err)) == ("EC2 instance metadata (IMDS)",
+                                        "EC2 instance metadata (IMDS): HTTP 500")
+    for module, names in ((s3stream, {"CredentialsError"}),
+                          (s3stream.exceptions, {"CredentialsError"}),
+                          (s3stream.credentials, {"ContainerProvider",
+                                                  "InstanceMetadataProvider"})):
+        assert names <= set(module.__all__)
+        assert module.__all__ == sorted(module.__all__)
+    assert "CredentialsError" in (s3stream.exceptions.__doc__ or "")
+    for provider in (InstanceMetadataProvider(), ContainerProvider()):
+        assert isinstance(provider.name, str) and provider.name
+
+
 # ------------------------------------------------------------------ the test server itself
 
 

@@ -22,7 +22,6 @@ message, a repr or a log line.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import math
@@ -174,6 +173,9 @@ class ContainerProvider:
         return token
 
     async def load(self, ctx: ProviderContext) -> Credentials | None:
+        # Imported here: the credentials package stays importable without asyncio.
+        import asyncio
+
         target = container_target(ctx.environ, relative_base=self._relative_base)
         if target is None:
             return None
