@@ -169,8 +169,10 @@ async def test_upload_outlives_its_credentials(fake: FakeS3) -> None:
     assert fake.objects["k"] == data and result.part_count == 7
     tokens = [r.headers["x-amz-security-token"] for r in fake.requests]
     assert all(r.signature_ok for r in fake.requests)
-    assert provider.loads >= 3 and len(set(tokens)) == provider.loads
-    assert tokens == sorted(tokens, key=lambda t: int(t[1:]))  # never an older one again
+    # Refreshed as time went on (each load's token was used: none fetched for nothing).
+    # Parts run concurrently, so arrival order says nothing about signing order.
+    assert provider.loads >= 3
+    assert set(tokens) == {f"t{n}" for n in range(1, provider.loads + 1)}
 
 
 async def test_expired_token_triggers_one_refresh(fake: FakeS3) -> None:
