@@ -101,20 +101,17 @@ def as_provider(credentials: Any) -> CredentialProvider | None:
         f"find them as AWS's SDKs do; not {type(credentials).__name__}")
 
 
-class SharedFilesProvider:
-    """Static keys of the profile in the shared credentials and config files."""
-
-    name = "static keys in the shared credentials and config files"
-
-    async def load(self, ctx: ProviderContext) -> Credentials | None:
-        found = await ctx.run_blocking(lambda: resolve_credentials(None, ctx.environ))
-        return found if isinstance(found, Credentials) else None
-
-
 def default_chain() -> ChainProvider:
     """The AWS SDKs' order (see the module docstring)."""
-    providers: list[CredentialProvider] = [EnvironmentProvider(), SharedFilesProvider()]
-    return ChainProvider(providers)
+    # Imported here: these import the STS, SSO and metadata pieces, which a client with
+    # static credentials never needs.
+    from ._container import ContainerProvider
+    from ._imds import InstanceMetadataProvider
+    from ._profiles import ProfileProvider
+    from ._web_identity import WebIdentityProvider
+
+    return ChainProvider([EnvironmentProvider(), WebIdentityProvider(), ProfileProvider(),
+                          ContainerProvider(), InstanceMetadataProvider()])
 
 
 #: Profile settings that only a provider of the chain can turn into credentials.
