@@ -8,7 +8,9 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import botocore.exceptions
 import pytest
 from fake_s3 import FakeS3
 from test_failures import BUCKET, PART, PART_OP, chunked, deadline, payload
@@ -165,3 +167,20 @@ async def test_without_the_key_on_parts_the_store_refuses(fake: FakeS3) -> None:
     assert isinstance(info.value.__cause__, S3ResponseError)
     assert info.value.__cause__.code == "InvalidRequest"
     assert fake.open_uploads == set()
+
+
+@pytest.mark.real_s3
+async def test_sse_c_upload_to_a_real_server(s3: S3Client, bucket: str, boto: Any) -> None:
+    # SeaweedFS encrypts with the customer key and refuses to show the object without it
+    # (it accepts parts without the key, so the fake above is what checks every part).
+    headers = _sse_c()
+    data = payload(2 * PART + 11, seed=9)
+    result = await s3.upload(bucket, "sse-c.bin", chunked(data), part_size=PART,
+                             headers=headers)
+    assert result.part_count == 3
+    key = base64.b64decode(headers["x-amz-server-side-encryption-customer-key"])
+    body = boto.get_object(Bucket=bucket, Key="sse-c.bin", SSECustomerAlgorithm="AES256",
+                           SSECustomerKey=key)["Body"].read()
+    assert body == data
+    with pytest.raises(botocore.exceptions.ClientError):
+        boto.head_object(Bucket=bucket, Key="sse-c.bin")  # the key is required to see it
