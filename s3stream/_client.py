@@ -19,7 +19,7 @@ from ._parts import S3_LIMITS, Limits, plan
 from ._requester import Requester
 from ._retry import Retry
 from ._sources import Source, open_source
-from ._transport import Transport, check_transport_options
+from ._transport import Transport, check_transport_options, check_user_agent_extra
 from ._upload import Upload, UploadOptions, UploadResult
 from .credentials import (
     CredentialProvider,
@@ -173,6 +173,7 @@ class S3Client:
         max_connections: int = 64,
         ca_bundle: str | os.PathLike[str] | None = None,
         proxy: str | None = None,
+        user_agent_extra: str | None = None,
         checksum: str | None = DEFAULT,
         limits: Limits = S3_LIMITS,
         environ: Mapping[str, str] | None = None,
@@ -218,6 +219,7 @@ class S3Client:
         _check_callable("rand", rand)
         ca_bundle, proxy = check_transport_options(session=session, ca_bundle=ca_bundle,
                                                    proxy=proxy)
+        check_user_agent_extra(user_agent_extra)
 
         env = os.environ if environ is None else environ
         self.region = resolve_region(region, env)
@@ -244,7 +246,8 @@ class S3Client:
         self._abort_timeout = abort_timeout
         transport = Transport(session, connect_timeout=connect_timeout,
                               stall_timeout=stall_timeout, max_connections=max_connections,
-                              environ=env, ca_bundle=ca_bundle, proxy=proxy)
+                              environ=env, ca_bundle=ca_bundle, proxy=proxy,
+                              user_agent_extra=user_agent_extra)
         self._requester = requester = Requester(
             endpoint=self._endpoint, region=self.region,
             credentials=RefreshingCredentials(provider, ProviderContext(

@@ -30,8 +30,9 @@ environment variables below are left to it):
   ``HTTP_PROXY`` for http ones (each also lower case, which wins), except for hosts that
   ``NO_PROXY`` names (``proxy_for``). Proxy credentials (``http://user:pass@host:3128``)
   are sent as ``Proxy-Authorization`` and shown nowhere: messages and logs mask them.
-* ``User-Agent: s3stream/<v> python/<v> aiohttp/<v>`` (`` app/<AWS_SDK_UA_APP_ID>``),
-  added after signing: proxies rewrite it, so it must never be a signed header.
+* ``User-Agent: s3stream/<v> python/<v> aiohttp/<v>`` (`` app/<AWS_SDK_UA_APP_ID>``,
+  then ``user_agent_extra=``), added after signing: proxies rewrite it, so it must never
+  be a signed header.
 """
 
 from __future__ import annotations
@@ -303,11 +304,23 @@ def _load_ca_bundle(path: str, source: str) -> ssl.SSLContext:
     return context
 
 
-def _user_agent(environ: Mapping[str, str]) -> str:
+def check_user_agent_extra(extra: object) -> str | None:
+    """``user_agent_extra=``: printable text, appended as it is (as botocore's is)."""
+    if extra is None:
+        return None
+    if not isinstance(extra, str):
+        raise UsageError(f"user_agent_extra must be a str or None, not {type(extra).__name__}")
+    if not extra.isprintable() or not extra.isascii():
+        raise UsageError("user_agent_extra must be printable ASCII (no line breaks)")
+    return extra
+
+
+def _user_agent(environ: Mapping[str, str], extra: str | None = None) -> str:
+    agent = USER_AGENT
     app_id = environ.get("AWS_SDK_UA_APP_ID")
-    if not app_id:
-        return USER_AGENT
-    return f"{USER_AGENT} app/{_UA_UNSAFE.sub('-', app_id)}"
+    if app_id:
+        agent += f" app/{_UA_UNSAFE.sub('-', app_id)}"
+    return f"{agent} {extra}" if extra else agent
 
 
 class _BuffersPayload(aiohttp.payload.Payload):
@@ -383,6 +396,7 @@ class Transport:
         environ: Mapping[str, str] | None = None,
         ca_bundle: str | os.PathLike[str] | None = None,
         proxy: str | None = None,
+        user_agent_extra: str | None = None,
     ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise UsageError(f"session must be an aiohttp.ClientSession, not {session!r}")
@@ -394,7 +408,7 @@ class Transport:
         ca_path, proxy = check_transport_options(session=session, ca_bundle=ca_bundle,
                                                  proxy=proxy)
         env = os.environ if environ is None else environ
-        self._user_agent = _user_agent(env)
+        self._user_agent = _user_agent(env, check_user_agent_extra(user_agent_extra))
         #: (path, where it came from) of the CA bundle; its context is made on first need.
         self._ca_bundle: tuple[str, str] | None = None
         self._ssl_context: ssl.SSLContext | None = None

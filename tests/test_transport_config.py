@@ -144,6 +144,8 @@ def test_an_unusable_proxy_variable_is_refused_by_the_constructor() -> None:
     ({"proxy": f"ftp://u:{PROXY_SECRET}@p:21"}, r"ftp://\*\*\*:\*\*\*@p:21"),
     ({"ca_bundle": 5}, "ca_bundle must be a path"),
     ({"ca_bundle": ""}, "ca_bundle must not be empty"),
+    ({"user_agent_extra": 5}, "user_agent_extra must be a str or None, not int"),
+    ({"user_agent_extra": "a\r\nX-Injected: 1"}, "printable ASCII"),
 ])
 def test_option_checks(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(UsageError, match=match) as info:
@@ -175,19 +177,24 @@ async def test_user_agent_is_sent_unsigned_and_the_signature_verifies() -> None:
             await s3.upload("bucket", "small", b"hello")
             await s3.upload("bucket", "multi", os.urandom(6 * MiB), part_size=5 * MiB)
         async with S3Client(endpoint=fake.endpoint, region="us-east-1", credentials=CREDS,
+                            environ={"AWS_SDK_UA_APP_ID": "id1"},
+                            user_agent_extra="my-tool/2.1 (batch)") as s3:
+            await s3.upload("bucket", "extra", b"extra")
+        async with S3Client(endpoint=fake.endpoint, region="us-east-1", credentials=CREDS,
                             environ={}) as s3:
             await s3.upload("bucket", "plain", b"plain")
     assert [r.op for r in fake.requests] == [
         "PutObject", "CreateMultipartUpload", "UploadPart", "UploadPart",
-        "CompleteMultipartUpload", "PutObject"]
+        "CompleteMultipartUpload", "PutObject", "PutObject"]
     for rec in fake.requests:
         signed = re.search(r"SignedHeaders=([^,]+)", rec.headers["Authorization"])
         assert signed is not None and "user-agent" not in signed.group(1).split(";")
         assert rec.signature_ok is True and rec.outcome == "ok"
         assert "X-Injected" not in rec.headers
     # The app id is sanitised as AWS's SDKs do: no character outside a header token.
-    assert {r.headers["User-Agent"] for r in fake.requests[:-1]} == {
+    assert {r.headers["User-Agent"] for r in fake.requests[:-2]} == {
         f"{expected} app/billing-app--X-Injected--1"}
+    assert fake.requests[-2].headers["User-Agent"] == f"{expected} app/id1 my-tool/2.1 (batch)"
     assert fake.requests[-1].headers.getall("User-Agent") == [expected]
 
 
