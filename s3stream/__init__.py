@@ -8,10 +8,12 @@ from ._retry import Retry
 from .credentials import Credentials
 from .exceptions import (
     CredentialsError,
+    DeadlineError,
     IntegrityError,
     NoCredentialsError,
     S3ResponseError,
     S3StreamError,
+    SourceSizeError,
     StallError,
     TransportError,
     UploadError,
@@ -20,13 +22,14 @@ from .exceptions import (
 
 if _TYPE_CHECKING:
     from ._client import MultipartUploadInfo, PartInfo, S3Client
-    from ._upload import Upload, UploadResult
+    from ._upload import Progress, Upload, UploadResult, UploadStats
 
 __version__ = "0.1.0"
 
 # The client (and aiohttp with it) loads on first use, so that importing the light parts,
 # such as the ``s3stream.testing`` pytest plugin, costs milliseconds rather than ~0.2 s.
-_LAZY = {"MultipartUploadInfo", "PartInfo", "S3Client", "Upload", "UploadResult"}
+_LAZY = {"MultipartUploadInfo", "PartInfo", "Progress", "S3Client", "Upload", "UploadResult",
+         "UploadStats"}
 
 
 def __getattr__(name: str) -> _Any:
@@ -41,20 +44,24 @@ def __getattr__(name: str) -> _Any:
 __all__ = [
     "Credentials",
     "CredentialsError",
+    "DeadlineError",
     "IntegrityError",
     "Limits",
     "MultipartUploadInfo",
     "NoCredentialsError",
     "PartInfo",
+    "Progress",
     "Retry",
     "S3Client",
     "S3ResponseError",
     "S3StreamError",
+    "SourceSizeError",
     "StallError",
     "TransportError",
     "Upload",
     "UploadError",
     "UploadResult",
+    "UploadStats",
     "UsageError",
     "__version__",
 ]

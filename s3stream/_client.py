@@ -20,7 +20,7 @@ from ._requester import Requester
 from ._retry import Retry
 from ._sources import Source, open_source
 from ._transport import Transport, check_transport_options, check_user_agent_extra
-from ._upload import Upload, UploadOptions, UploadResult
+from ._upload import Progress, Upload, UploadOptions, UploadResult, UploadStats
 from .credentials import (
     CredentialProvider,
     Credentials,
@@ -31,12 +31,13 @@ from .credentials import (
 from .credentials._chain import StaticProvider, as_provider, resolve_provider
 from .credentials._files import resolve_flag
 from .credentials._refresh import RefreshingCredentials
-from .exceptions import UsageError
+from .exceptions import DeadlineError, SourceSizeError, UsageError
 
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["MultipartUploadInfo", "PartInfo", "S3Client", "Upload", "UploadResult"]
+__all__ = ["MultipartUploadInfo", "PartInfo", "Progress", "S3Client", "Upload", "UploadResult",
+           "UploadStats"]
 
 logger = logging.getLogger("s3stream")
 
@@ -136,6 +137,23 @@ async def _run_blocking(function: Callable[[], T]) -> T:
 
 def _check_concurrency(concurrency: object) -> int:
     return _check_count("concurrency", concurrency)
+
+
+async def _pump_with_idle_limit(chunks: AsyncIterator[Any], up: Upload, idle: float) -> None:
+    """Feed ``up`` from ``chunks``, failing when the source produces nothing for ``idle``
+    seconds (a client that stopped sending its body must not hold parts forever)."""
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise DeadlineError(
+                f"s3://{up.bucket}/{up.key}: the source produced nothing for "
+                f"source_timeout={idle} s; the upload was aborted", which="source_timeout",
+                seconds=idle) from None
+        await up.write(chunk)
 
 
 def _check_part_size(part_size: object) -> int | None:
@@ -288,9 +306,22 @@ class S3Client:
         checksum: str | None,
         if_none_match: str | None,
         if_match: str | None,
+        size: int | None = None,
+        max_size: int | None = None,
+        progress: Callable[[Progress], object] | None = None,
     ) -> UploadOptions:
         """Every argument of an upload, checked before any I/O."""
         _check_optional_str("content_type", content_type)
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                                 or size < 0):
+            raise UsageError(f"size must be an int >= 0 (bytes) or None, not {size!r}")
+        if max_size is not None:
+            _check_count("max_size", max_size)
+        _check_callable("progress", progress)
+        if size is not None and max_size is not None and size > max_size:
+            raise SourceSizeError(
+                f"size={size} is more than max_size={max_size}: refused before anything "
+                "was sent", limit=max_size, produced=0)
         _check_mapping("metadata", metadata)
         _check_mapping("headers", headers)
         algorithm = self.checksum if checksum is DEFAULT else cks.validate_algorithm(checksum)
@@ -322,6 +353,9 @@ class S3Client:
             conditions=tuple(conditions),
             abort_timeout=self._abort_timeout,
             strict_checksum=strict and algorithm is not None,
+            size=size,
+            max_size=max_size,
+            progress=progress,
         )
 
     def open_upload(
@@ -337,6 +371,9 @@ class S3Client:
         checksum: str | None = DEFAULT,
         if_none_match: str | None = None,
         if_match: str | None = None,
+        size: int | None = None,
+        max_size: int | None = None,
+        progress: Callable[[Progress], object] | None = None,
     ) -> Upload:
         """A push-style upload: ``async with s3.open_upload(b, k) as up: await up.write(...)``.
 
@@ -347,9 +384,10 @@ class S3Client:
         options = self._options(
             bucket, key, concurrency=concurrency, content_type=content_type,
             metadata=metadata, headers=headers, checksum=checksum,
-            if_none_match=if_none_match, if_match=if_match)
+            if_none_match=if_none_match, if_match=if_match, size=size, max_size=max_size,
+            progress=progress)
         return Upload(self._requester, options,
-                      plan(size=None, part_size=_check_part_size(part_size),
+                      plan(size=size, part_size=_check_part_size(part_size),
                            limits=self.limits))
 
     async def upload(
@@ -366,6 +404,11 @@ class S3Client:
         checksum: str | None = DEFAULT,
         if_none_match: str | None = None,
         if_match: str | None = None,
+        size: int | None = None,
+        max_size: int | None = None,
+        progress: Callable[[Progress], object] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a typed DeadlineError, after the abort
+        source_timeout: float | None = None,
     ) -> UploadResult:
         """Upload ``source`` to ``s3://bucket/key`` and return what S3 stored.
 
@@ -374,23 +417,49 @@ class S3Client:
         picks the size (growing for unknown lengths); ``checksum`` is ``"crc32c"``,
         ``"crc32"``, ``"sha256"``, ``"md5"`` or None (default: the client's);
         ``if_none_match="*"`` creates the object only if it does not exist and
-        ``if_match=etag`` replaces it only if unchanged. Arguments are checked before
-        any I/O. On any failure or cancellation the multipart upload is aborted
-        before the error propagates.
+        ``if_match=etag`` replaces it only if unchanged. ``size`` is the length the
+        source will produce (an HTTP ``Content-Length``): parts are planned for it and
+        a source that produces more or fewer bytes fails (``SourceSizeError``) and is
+        aborted; ``max_size`` fails the upload the moment the source exceeds it.
+        ``progress(Progress)`` is called after each part. ``timeout`` bounds the whole
+        upload and ``source_timeout`` each wait for the source's next chunk
+        (``DeadlineError``). Arguments are checked before any I/O. On any failure or
+        cancellation the multipart upload is aborted before the error propagates.
         """
         options = self._options(
             bucket, key, concurrency=concurrency, content_type=content_type,
             metadata=metadata, headers=headers, checksum=checksum,
-            if_none_match=if_none_match, if_match=if_match)
+            if_none_match=if_none_match, if_match=if_match, size=size, max_size=max_size,
+            progress=progress)
         part_size = _check_part_size(part_size)
+        _check_seconds("timeout", timeout, optional=True)
+        _check_seconds("source_timeout", source_timeout, optional=True)
         # A path is opened (and its size read) in a worker thread, still before any request.
-        chunks, size, close = await open_source(source)
+        chunks, known, close = await open_source(source)
         try:
+            if size is not None and known is not None and size != known:
+                raise UsageError(f"size={size}, but the source holds {known} bytes")
+            if max_size is not None and known is not None and known > max_size:
+                raise SourceSizeError(
+                    f"the source holds {known} bytes, more than max_size={max_size}: refused "
+                    "before anything was sent", limit=max_size, produced=known)
             up = Upload(self._requester, options,
-                        plan(size=size, part_size=part_size, limits=self.limits))
-            async with up:
-                async for chunk in chunks:
-                    await up.write(chunk)
+                        plan(size=size if size is not None else known, part_size=part_size,
+                             limits=self.limits))
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline, up:
+                    if source_timeout is None:
+                        async for chunk in chunks:
+                            await up.write(chunk)
+                    else:
+                        await _pump_with_idle_limit(chunks, up, source_timeout)
+            except TimeoutError as exc:
+                if isinstance(exc, DeadlineError) or not deadline.expired():
+                    raise
+                raise DeadlineError(
+                    f"s3://{bucket}/{key}: the upload did not finish within timeout={timeout} "
+                    "s; it was aborted", which="timeout", seconds=float(timeout or 0)) from None
             assert up.result is not None
             return up.result
         finally:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -30,7 +31,7 @@ from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
 from ._transport import Transport
 from .credentials import Credentials
 from .credentials._refresh import RefreshingCredentials
-from .exceptions import S3ResponseError, TransportError, UsageError
+from .exceptions import S3ResponseError, StallError, TransportError, UsageError
 
 logger = logging.getLogger("s3stream")
 T = TypeVar("T")
@@ -51,6 +52,17 @@ def _lower_thread_priority() -> None:
     # On Linux, PRIO_PROCESS with a thread id renices just that thread; elsewhere, skip.
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _HASH_THREAD_NICE)
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """What the requests of one upload cost: counted by ``Requester.call``."""
+
+    requests: int = 0
+    retries: int = 0
+    stalls: int = 0
+    #: Body bytes handed to the transport, retries included.
+    bytes_sent: int = 0
 
 
 class Requester:
@@ -183,6 +195,7 @@ class Requester:
         payload_hash: str | None = None,
         on_attempt: Callable[[int], None] | None = None,
         retry: Retry | None = None,
+        stats: RequestStats | None = None,
     ) -> T:
         """Send ``request`` (re-signed on every try) until ``reader`` accepts the answer.
 
@@ -200,6 +213,10 @@ class Requester:
             attempt += 1
             if on_attempt is not None:
                 on_attempt(attempt)
+            if stats is not None:
+                stats.requests += 1
+                stats.retries += attempt > 1
+                stats.bytes_sent += request.size
             # Every try is signed with the credentials current *now*: a retry after a
             # refresh must not reuse the ones that just expired.
             credentials = await self.credentials.get()
@@ -218,6 +235,8 @@ class Requester:
                 return result
             except TransportError as exc:
                 error, retryable, retry_after = exc, exc.retryable, None
+                if stats is not None and isinstance(exc, StallError):
+                    stats.stalls += 1
             except S3ResponseError as exc:
                 error, retry_after = exc, exc.retry_after
                 retryable = policy.is_retryable_response(exc.status, exc.code)

@@ -25,22 +25,49 @@ from . import _protocol as proto
 from . import _xml
 from ._integrity import LEVEL_NAMES, ChecksumPlan, check_echo, head_shows
 from ._parts import Part, PartCutter, PartSizer
-from ._requester import Requester
+from ._requester import Requester, RequestStats
 from .exceptions import (
     IntegrityError,
     S3ResponseError,
+    SourceSizeError,
     TransportError,
     UploadError,
     UsageError,
 )
 
-__all__ = ["Upload", "UploadOptions", "UploadResult"]
+__all__ = ["Progress", "Upload", "UploadOptions", "UploadResult", "UploadStats"]
 
 logger = logging.getLogger("s3stream")
 T = TypeVar("T")
 
 #: The longest stretch (seconds) a producer runs without giving the loop a turn.
 _PRODUCER_SLICE = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStats:
+    """What one upload took: wall time, and its requests (retries and stalls included)."""
+
+    duration: float
+    parts: int
+    requests: int
+    retries: int
+    stalls: int
+    #: Body bytes sent, retries included (``size`` when nothing was sent twice).
+    bytes_sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where an upload is, as the ``progress`` callback sees it after each part."""
+
+    #: Bytes taken from the source so far.
+    bytes_read: int
+    #: Bytes of the parts S3 has acknowledged (the whole object once completed).
+    bytes_acknowledged: int
+    parts_done: int
+    #: The size the upload was told (``size=``), else None.
+    size: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +90,7 @@ class UploadResult:
     #: (or the PutObject), or reported the object's checksum on Complete or HeadObject.
     #: False when it was only sent (some S3-compatible stores ignore checksums).
     checksum_confirmed: bool = False
+    stats: UploadStats | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +112,12 @@ class UploadOptions:
     #: The checksum was asked for explicitly: a store that refuses it is an error, not a
     #: reason to go on without it.
     strict_checksum: bool = False
+    #: ``size=``: the source must produce exactly this many bytes.
+    size: int | None = None
+    #: ``max_size=``: the upload fails the moment the source produces more.
+    max_size: int | None = None
+    #: Called with a ``Progress`` after each part (and at completion); must not block.
+    progress: Callable[[Progress], object] | None = field(default=None, compare=False)
 
 
 class Upload:
@@ -108,7 +142,8 @@ class Upload:
         #: may have committed, so no failure may be reported without looking first.
         self._maybe_committed = False
         self._finished = False
-        self._last_yield = time.monotonic()
+        self._stats = RequestStats()
+        self._started = self._last_yield = time.monotonic()
         self._failure: BaseException | None = None
         self._aborted = False
         self._abort_note: str | None = None
@@ -172,6 +207,9 @@ class Upload:
 
     async def _write(self, data: object) -> None:
         self._raise_part_error()
+        if self._opts.size is not None or self._opts.max_size is not None:
+            self._check_length(memoryview(data).nbytes
+                               if isinstance(data, bytes | bytearray | memoryview) else 0)
         for part in self._cutter.feed(data):
             await self._launch(part)
         # A fast source never suspends while slots are free: yield now and then so the
@@ -180,6 +218,33 @@ class Upload:
         if now - self._last_yield > _PRODUCER_SLICE:
             await asyncio.sleep(0)
             self._last_yield = time.monotonic()
+
+    def _check_length(self, more: int) -> None:
+        """Refuse bytes past ``size=`` / ``max_size=`` before they are cut into a part."""
+        total = self._cutter.total + more
+        opts = self._opts
+        if opts.max_size is not None and total > opts.max_size:
+            raise SourceSizeError(
+                f"s3://{self.bucket}/{self.key}: the source produced more than max_size="
+                f"{opts.max_size} bytes; nothing was stored", limit=opts.max_size,
+                produced=total)
+        if opts.size is not None and total > opts.size:
+            raise SourceSizeError(
+                f"s3://{self.bucket}/{self.key}: the source produced more than size="
+                f"{opts.size} bytes; nothing was stored", limit=opts.size, produced=total)
+
+    def _report(self, final: bool = False) -> None:
+        if self._opts.progress is None:
+            return
+        done = self._state.done
+        acked = self._cutter.total if final else sum(self._state.sizes[n] for n in done)
+        self._opts.progress(Progress(self._cutter.total, acked, len(done) or int(final),
+                                     self._opts.size))
+
+    def _stats_now(self, parts: int) -> UploadStats:
+        s = self._stats
+        return UploadStats(time.monotonic() - self._started, parts, s.requests, s.retries,
+                           s.stalls, s.bytes_sent)
 
     def _raise_part_error(self) -> None:
         if self._part_error is not None:
@@ -207,7 +272,7 @@ class Upload:
         while True:
             try:
                 result = await self._requester.call(build(), reader, payload_hash=payload_hash,
-                                                    on_attempt=on_attempt)
+                                                    on_attempt=on_attempt, stats=self._stats)
             except S3ResponseError as exc:
                 if not plan.may_step_down(exc.status, exc.code):
                     raise
@@ -289,6 +354,7 @@ class Upload:
                                             payload_hash=self._requester.hash_for(digest))
             listed = self._plan.part_done(part.number, digest, part.size, sent[0], echoed)
             self._state.part_done(_xml.CompletedPart(part.number, etag, listed))
+            self._report()
         except Exception as exc:
             if self._part_error is None:
                 self._part_error = exc
@@ -309,6 +375,12 @@ class Upload:
             self.bucket, self.key, upload_id, self._plan.complete_parts(parts), headers)
 
     async def _complete(self) -> None:
+        size = self._opts.size
+        if size is not None and self._cutter.total != size:
+            raise SourceSizeError(
+                f"s3://{self.bucket}/{self.key}: the source ended after {self._cutter.total} "
+                f"bytes, but size={size} was promised; nothing was stored", limit=size,
+                produced=self._cutter.total)
         last = self._cutter.finish()
         if self._state.upload_id is None:
             await self._put_single(last)
@@ -364,8 +436,9 @@ class Upload:
         self.result = UploadResult(
             self.bucket, self.key, done.etag, self._state.size, part_count,
             self._state.upload_id, done.version_id, got.checksum, got.algorithm,
-            got.checksum_type, got.confirmed,
+            got.checksum_type, got.confirmed, self._stats_now(part_count),
         )
+        self._report(final=True)
 
     async def _confirm_quietly(self, part_count: int) -> _xml.CompleteResult | None:
         try:
@@ -380,7 +453,7 @@ class Upload:
         head = await self._requester.call(
             proto.head_object(self.bucket, self.key, checksum_mode=self._plan.full is not None,
                               headers=self._opts.part_headers),
-            proto.read_head)
+            proto.read_head, stats=self._stats)
         if head is None:
             return None
         found = head_shows(head.headers, size=self._state.size, part_count=part_count,
@@ -421,7 +494,9 @@ class Upload:
             self.bucket, self.key, etag, size, 1 if size else 0,
             None, response.headers.get("x-amz-version-id"), checksum,
             algorithm if checksum else None, "FULL_OBJECT" if checksum else None, echoed,
+            self._stats_now(1 if size else 0),
         )
+        self._report(final=True)
 
     # ------------------------------------------------------------------ failure
 
@@ -500,6 +575,7 @@ class Upload:
                 proto.read_abort,
                 # Its own time budget: a server back within seconds still gets the abort.
                 retry=self._requester.retry.with_budget(self._opts.abort_timeout),
+                stats=self._stats,
             )
             self._state.aborted()
             if existed or not self._maybe_committed:

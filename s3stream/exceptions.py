@@ -11,6 +11,9 @@
     │   └── StallError            the connection made no progress for ``stall_timeout`` seconds
     ├── S3ResponseError           S3 answered with an error (status, code, message, request id)
     ├── IntegrityError            S3 echoed a checksum that differs from the one we computed
+    ├── SourceSizeError           the source produced more or fewer bytes than ``size=``, or
+    │                             more than ``max_size=``; ``.limit`` and ``.produced``
+    ├── DeadlineError             (also TimeoutError) ``timeout=`` or ``source_timeout=`` ran out
     └── UploadError               a multipart upload failed; ``.upload_id`` and ``.aborted`` say
                                   what became of it; ``__cause__`` is the underlying error
 
@@ -23,10 +26,12 @@ from __future__ import annotations
 
 __all__ = [
     "CredentialsError",
+    "DeadlineError",
     "IntegrityError",
     "NoCredentialsError",
     "S3ResponseError",
     "S3StreamError",
+    "SourceSizeError",
     "StallError",
     "TransportError",
     "UploadError",
@@ -122,6 +127,29 @@ class S3ResponseError(S3StreamError):
 
 class IntegrityError(S3StreamError):
     """S3 stored something other than what we sent: an echoed checksum does not match."""
+
+
+class SourceSizeError(S3StreamError):
+    """The source's length broke the upload's terms; the upload was aborted, nothing stored.
+
+    ``limit`` is the ``size=`` or ``max_size=`` it broke; ``produced`` how many bytes the
+    source had produced when that became certain (for "too long": at least that many).
+    """
+
+    def __init__(self, message: str, *, limit: int, produced: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.produced = produced
+
+
+class DeadlineError(S3StreamError, TimeoutError):
+    """``timeout=`` (the whole upload) or ``source_timeout=`` (the source produced nothing
+    for that long) ran out; the upload was aborted. ``which`` names the option."""
+
+    def __init__(self, message: str, *, which: str, seconds: float) -> None:
+        super().__init__(message)
+        self.which = which
+        self.seconds = seconds
 
 
 class UploadError(S3StreamError):
