@@ -1,92 +1,228 @@
-"""An aiohttp service that streams request bodies straight into S3.
+"""An aiohttp service that streams request bodies straight into S3: the pattern to deploy.
 
-``POST /upload/{key}`` hands ``request.content`` to ``S3Client.upload()``: the body is
-read only as fast as the parts go out, so memory stays near
-``(concurrency + 1) * part_size`` whatever the size of the upload. ``GET /health``
-answers once the service is up.
+``POST /upload/{key}`` (or ``PUT``) hands the request body to ``S3Client.upload()`` as it
+arrives: the body is read only as fast as the parts go out, so memory stays near
+``(concurrency + 1) * part_size`` per upload, whatever its size. ``GET /health`` answers
+200 once the service is up (it does not call S3).
 
-Run it (endpoint, region and credentials come from the usual AWS_* variables)::
+One ``S3Client`` serves every request: it is created when the app starts and closed when
+it stops (``cleanup_ctx``), and found through a ``web.AppKey``.
+
+Answers::
+
+    200  {"key", "etag", "size", "parts"}     stored
+    400  {"error": "bad_request"}             a bad key, or a malformed body
+    413  {"error": "too_large"}               over --max-bytes: refused before reading
+                                              when Content-Length says so, else as soon
+                                              as the streamed body passes it (the upload
+                                              is aborted, nothing is stored)
+    502  {"error": "storage_error"}           S3 answered with an error (upload aborted)
+    503  {"error": "storage_unavailable"}     S3 unreachable, or its credentials are
+                                              (upload aborted; Retry-After: 5)
+
+Error bodies carry a ``request_id`` that is also in the service's log line, which has the
+details (S3's error code and request id, the upload id); the body never shows the S3
+endpoint, the bucket or an upload id. A client that stops sending mid-body is logged once
+at INFO; its upload is aborted (s3stream aborts whenever the source raises).
+
+Usage (every option also reads an environment variable; a flag wins)::
+
+    python examples/web_service.py [--help] --bucket BUCKET [--host HOST] [--port PORT]
+        [--max-bytes N] [--part-size-mib N] [--concurrency N] [--retry-budget SECONDS]
+
+    --bucket         UPLOAD_BUCKET         where objects go (required)
+    --host           UPLOAD_HOST           listen address (127.0.0.1)
+    --port           UPLOAD_PORT           listen port (8080)
+    --max-bytes      UPLOAD_MAX_BYTES      largest body accepted, in bytes (1 GiB)
+    --part-size-mib  UPLOAD_PART_SIZE_MIB  part size (s3stream's choice: 8 MiB, growing)
+    --concurrency    UPLOAD_CONCURRENCY    parts in flight per upload (4)
+    --retry-budget   UPLOAD_RETRY_BUDGET   seconds one S3 request may be retried (60)
+                     LOG_LEVEL             logging level (INFO)
+
+S3's endpoint, region and credentials come from the usual AWS_* variables (or a profile,
+or the instance's role), as AWS's SDKs find them::
 
     export AWS_ENDPOINT_URL_S3=http://127.0.0.1:8333   # omit for AWS itself
     export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_REGION=us-east-1
-    python examples/web_service.py --bucket my-bucket --port 8080
+    UPLOAD_BUCKET=my-bucket python examples/web_service.py --port 8080
 
-    curl -X POST -T big.iso -H "Content-Type: application/octet-stream" \\
+    curl -T big.iso -H "Content-Type: application/octet-stream" \\
         http://127.0.0.1:8080/upload/isos/big.iso
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 
-from s3stream import S3Client, S3StreamError, UsageError
+from s3stream import (
+    CredentialsError,
+    NoCredentialsError,
+    Retry,
+    S3Client,
+    S3StreamError,
+    TransportError,
+    UploadError,
+    UsageError,
+)
 
 MiB = 1 << 20
+log = logging.getLogger("web_service")
 
 
-def make_app(
-    s3: S3Client, bucket: str, *, part_size: int | None = None, concurrency: int = 4
-) -> web.Application:
-    """The application. ``s3`` stays owned by the caller (close it on shutdown)."""
+@dataclass(frozen=True)
+class Config:
+    bucket: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_bytes: int = 1024 * MiB
+    part_size: int | None = None  # None: s3stream's choice
+    concurrency: int = 4
+    retry_budget: float = 60.0
 
-    async def upload(request: web.Request) -> web.Response:
-        key = request.match_info["key"]
-        try:
-            result = await s3.upload(
-                bucket,
-                key,
-                request.content,  # streamed: never read into memory as a whole
-                content_type=request.content_type,
-                part_size=part_size,
-                concurrency=concurrency,
-            )
-        except UsageError as exc:  # a bad key, for instance: the client's fault
-            return web.json_response({"error": str(exc)}, status=400)
-        except S3StreamError as exc:  # S3 refused or failed; the upload has been aborted
-            return web.json_response({"error": f"S3 upload failed: {exc}"}, status=502)
-        return web.json_response(
-            {
-                "key": result.key,
-                "etag": result.etag,
-                "size": result.size,
-                "parts": result.part_count,
-            }
+    def new_client(self) -> S3Client:
+        """The one client of the service (endpoint, region, credentials: from AWS_*)."""
+        return S3Client(retry=Retry(budget=self.retry_budget))
+
+
+CONFIG = web.AppKey("config", Config)
+S3 = web.AppKey("s3", S3Client)
+
+
+class TooLarge(Exception):
+    """The body passed the maximum while streaming."""
+
+
+class ClientGone(Exception):
+    """The client stopped sending before the body's end."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"client went away after {received} bytes")
+        self.received = received
+
+
+async def body_of(request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, checked against ``max_bytes`` and Content-Length.
+
+    Raising here makes s3stream abort the upload and re-raise this very exception.
+    """
+    received = 0
+    try:
+        async for chunk in request.content.iter_any():
+            received += len(chunk)
+            if received > max_bytes:
+                raise TooLarge
+            yield chunk
+    except ConnectionResetError as exc:  # aiohttp's ClientConnectionResetError too
+        raise ClientGone(received) from exc
+    if request.content_length is not None and received < request.content_length:
+        raise ClientGone(received)  # the connection ended early, without an error
+
+
+def error(status: int, code: str, request_id: str, **headers: str) -> web.Response:
+    return web.json_response({"error": code, "request_id": request_id},
+                             status=status, headers=headers)
+
+
+async def upload(request: web.Request) -> web.StreamResponse:
+    config, s3 = request.app[CONFIG], request.app[S3]
+    key = request.match_info["key"]
+    rid = uuid.uuid4().hex[:16]
+    if request.content_length is not None and request.content_length > config.max_bytes:
+        log.info("[%s] 413 for %r: Content-Length %d > %d, not read",
+                 rid, key, request.content_length, config.max_bytes)
+        return error(413, "too_large", rid)
+    try:
+        result = await s3.upload(
+            config.bucket, key, body_of(request, config.max_bytes),
+            content_type=request.content_type,
+            part_size=config.part_size, concurrency=config.concurrency,
         )
+    except TooLarge:
+        log.info("[%s] 413 for %r: body passed %d bytes while streaming; upload aborted",
+                 rid, key, config.max_bytes)
+        return error(413, "too_large", rid)
+    except ClientGone as exc:
+        log.info("[%s] client disconnected mid-body for %r after %d bytes; upload aborted",
+                 rid, key, exc.received)
+        return web.Response(status=499)  # nobody reads it: the connection is gone
+    except NoCredentialsError as exc:  # a UsageError, but the service's fault, not the client's
+        log.error("[%s] upload of %r failed: %s", rid, key, exc)
+        return error(503, "storage_unavailable", rid, **{"Retry-After": "5"})
+    except UsageError as exc:  # a bad key, for instance: checked before anything is sent
+        log.info("[%s] 400 for %r: %s", rid, key, exc)
+        return web.json_response({"error": "bad_request", "message": str(exc),
+                                  "request_id": rid}, status=400)
+    except S3StreamError as exc:  # the upload was aborted before this was raised
+        cause = exc.__cause__ if isinstance(exc, UploadError) else exc
+        log.warning("[%s] upload of %r failed: %s%s", rid, key, exc,
+                    f" (cause: {cause})" if cause is not exc else "")
+        if isinstance(cause, TransportError | CredentialsError):
+            return error(503, "storage_unavailable", rid, **{"Retry-After": "5"})
+        return error(502, "storage_error", rid)
+    log.info("[%s] stored %r: %d bytes in %d part(s)", rid, key, result.size, result.part_count)
+    return web.json_response(
+        {"key": result.key, "etag": result.etag, "size": result.size,
+         "parts": result.part_count})
 
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def make_app(config: Config, *, new_client: Callable[[], S3Client] | None = None
+             ) -> web.Application:
+    """The application; its S3 client lives as long as it runs (``new_client()`` makes it)."""
+
+    async def s3_client(app: web.Application) -> AsyncIterator[None]:
+        async with (new_client or config.new_client)() as s3:
+            app[S3] = s3
+            yield  # the app serves; on shutdown, in-flight uploads end, then s3 closes
 
     app = web.Application()
-    app.add_routes([web.post("/upload/{key:.+}", upload), web.get("/health", health)])
+    app[CONFIG] = config
+    app.cleanup_ctx.append(s3_client)
+    app.add_routes([
+        web.post("/upload/{key:.+}", upload),
+        web.put("/upload/{key:.+}", upload),
+        web.get("/health", health),
+    ])
     return app
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Stream POSTed bodies into S3.")
-    parser.add_argument("--bucket", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument(
-        "--part-size-mib",
-        type=int,
-        default=None,
-        help="part size in MiB (default: s3stream's choice, 8 MiB)",
-    )
-    parser.add_argument("--concurrency", type=int, default=4, help="parts in flight per upload")
+def parse_config(argv: Sequence[str] | None = None,
+                 environ: Mapping[str, str] = os.environ) -> Config:
+    env = environ.get
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bucket", default=env("UPLOAD_BUCKET"),
+                        required="UPLOAD_BUCKET" not in environ)
+    parser.add_argument("--host", default=env("UPLOAD_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env("UPLOAD_PORT", "8080")))
+    parser.add_argument("--max-bytes", type=int,
+                        default=int(env("UPLOAD_MAX_BYTES", str(1024 * MiB))))
+    parser.add_argument("--part-size-mib", type=int, default=env("UPLOAD_PART_SIZE_MIB"))
+    parser.add_argument("--concurrency", type=int, default=int(env("UPLOAD_CONCURRENCY", "4")))
+    parser.add_argument("--retry-budget", type=float,
+                        default=float(env("UPLOAD_RETRY_BUDGET", "60")))
     args = parser.parse_args(argv)
+    part_size = int(args.part_size_mib) * MiB if args.part_size_mib else None
+    return Config(bucket=args.bucket, host=args.host, port=args.port,
+                  max_bytes=args.max_bytes, part_size=part_size,
+                  concurrency=args.concurrency, retry_budget=args.retry_budget)
 
-    s3 = S3Client()  # endpoint, region and credentials from the environment
-    part_size = args.part_size_mib * MiB if args.part_size_mib else None
-    app = make_app(s3, args.bucket, part_size=part_size, concurrency=args.concurrency)
 
-    async def close_client(app: web.Application) -> None:
-        await s3.aclose()
-
-    app.on_cleanup.append(close_client)
-    web.run_app(app, host=args.host, port=args.port)
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_config(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    web.run_app(make_app(config), host=config.host, port=config.port, print=None)
 
 
 if __name__ == "__main__":

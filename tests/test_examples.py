@@ -22,7 +22,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -31,7 +32,10 @@ from typing import Any
 import aiohttp
 import psutil
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from botocore.exceptions import ClientError
+from fake_s3 import FakeS3
 
 from s3stream import Credentials, S3Client
 from s3stream.testing import LocalS3
@@ -57,6 +61,7 @@ def _load(name: str) -> ModuleType:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -104,14 +109,18 @@ def _sha256_of_object(boto: Any, bucket: str, key: str) -> tuple[str, int]:
 @dataclass
 class Service:
     url: str
+    port: int
     process: subprocess.Popen[bytes]
     log: Path
 
-    def log_tail(self) -> str:
+    def log_text(self) -> str:
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+            return self.log.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log_text().splitlines()[-30:])
 
 
 def _free_port() -> int:
@@ -141,26 +150,30 @@ def _wait_ready(service: Service, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def web_service(s3stream_local_s3: LocalS3, bucket: str, tmp_path: Path) -> Iterator[Service]:
-    """``examples/web_service.py`` running as its own process, storing into the test bucket."""
+@contextlib.contextmanager
+def _run_service(
+    tmp_path: Path, aws: dict[str, str], *, args: Sequence[str] = (),
+    env: dict[str, str] | None = None, name: str = "web_service",
+) -> Iterator[Service]:
+    """``examples/web_service.py`` as its own process, as a user starts it.
+
+    ``-W always::UserWarning`` shows every aiohttp ``NotAppKeyWarning`` (aiohttp itself
+    silences them); the log (stdout and stderr) must have none when it stops.
+    """
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(_aws_env(s3stream_local_s3))
-    log = tmp_path / "web_service.log"
-    cmd = [
-        sys.executable, str(EXAMPLES / "web_service.py"),
-        "--bucket", bucket,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--part-size-mib", str(WEB_PART_SIZE // MiB),
-        "--concurrency", str(WEB_CONCURRENCY),
-    ]  # fmt: skip
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("AWS_", "UPLOAD_"))}
+    full_env.update(aws)
+    full_env.update(env or {})
+    full_env["UPLOAD_PORT"] = str(port)
+    log = tmp_path / f"{name}.log"
+    cmd = [sys.executable, "-W", "always::UserWarning", str(EXAMPLES / "web_service.py"),
+           *args]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
         )
-    service = Service(f"http://127.0.0.1:{port}", proc, log)
+    service = Service(f"http://127.0.0.1:{port}", port, proc, log)
     try:
         _wait_ready(service)
         yield service
@@ -171,6 +184,41 @@ def web_service(s3stream_local_s3: LocalS3, bucket: str, tmp_path: Path) -> Iter
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    assert "NotAppKeyWarning" not in service.log_text(), service.log_tail()
+    assert "Traceback" not in service.log_text(), service.log_tail()
+
+
+@pytest.fixture
+def web_service(s3stream_local_s3: LocalS3, bucket: str, tmp_path: Path) -> Iterator[Service]:
+    """The service storing into the test bucket, configured by its flags."""
+    args = [
+        "--bucket", bucket,
+        "--host", "127.0.0.1",
+        "--part-size-mib", str(WEB_PART_SIZE // MiB),
+        "--concurrency", str(WEB_CONCURRENCY),
+    ]  # fmt: skip
+    with _run_service(tmp_path, _aws_env(s3stream_local_s3), args=args) as service:
+        yield service
+
+
+# The limited service: small parts, so that a body past a part opens a multipart upload.
+LIMIT_PART_SIZE = 5 * MiB
+LIMIT_MAX_BYTES = 12 * MiB
+
+
+@pytest.fixture
+def limited_service(
+    s3stream_local_s3: LocalS3, bucket: str, tmp_path: Path
+) -> Iterator[Service]:
+    """The service configured by environment variables only, refusing bodies over 12 MiB."""
+    env = {
+        "UPLOAD_BUCKET": bucket,
+        "UPLOAD_MAX_BYTES": str(LIMIT_MAX_BYTES),
+        "UPLOAD_PART_SIZE_MIB": str(LIMIT_PART_SIZE // MiB),
+        "UPLOAD_CONCURRENCY": "2",
+    }
+    with _run_service(tmp_path, _aws_env(s3stream_local_s3), env=env) as service:
+        yield service
 
 
 def _peak_rss_since_exec(pid: int) -> int | None:
@@ -267,36 +315,288 @@ async def test_web_service_streams_200_mib_in_bounded_memory(
     assert head["ContentType"] == "application/x-test-blob"
 
 
-async def _in_process_client(s3: S3Client, bucket: str) -> TestClient[Any, Any]:
-    web_service = _load("web_service")
-    client: TestClient[Any, Any] = TestClient(TestServer(web_service.make_app(s3, bucket)))
-    await client.start_server()
-    return client
+# What the service answers and leaves behind when things go wrong. Bodies that must not be
+# read (or that stop midway) are sent over a raw socket, so the test decides every byte.
 
 
-async def test_web_service_maps_usage_error_to_400(s3: S3Client, bucket: str) -> None:
-    client = await _in_process_client(s3, bucket)
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 30)
+    return status, headers, body
+
+
+def _object_exists(boto: Any, bucket: str, key: str) -> bool:
     try:
-        resp = await client.post("/upload/" + "k" * 1100, data=b"data")
-        assert resp.status == 400
-        assert "1024" in (await resp.json())["error"]
+        boto.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey"):
+            return False
+        raise
+    return True
+
+
+def _open_uploads(boto: Any, bucket: str) -> list[str]:
+    return [u["Key"] for u in boto.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+async def _eventually(check: Callable[[], bool], what: str, service: Service,
+                      within: float = 30.0) -> None:
+    """Wait for a condition the test cannot be told of (another process's state)."""
+    deadline = time.monotonic() + within
+    while not await asyncio.to_thread(check):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not after {within} s\n{service.log_tail()}")
+        await asyncio.sleep(0.05)
+
+
+def _log_lines(service: Service, text: str) -> list[str]:
+    return [line for line in service.log_text().splitlines() if text in line]
+
+
+async def test_web_service_refuses_a_too_large_content_length_unread(
+    limited_service: Service, bucket: str, boto: Any
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited_service.port)
+    try:
+        # Only the head: the answer must come without a byte of the body sent.
+        writer.write(f"POST /upload/too-big HTTP/1.1\r\nHost: test\r\n"
+                     f"Content-Length: {LIMIT_MAX_BYTES + 1}\r\n\r\n".encode())
+        await writer.drain()
+        status, _, body = await _read_response(reader)
     finally:
-        await client.close()
+        writer.close()
+    assert status == 413, body
+    assert json.loads(body)["error"] == "too_large"
+    assert not _object_exists(boto, bucket, "too-big")
+    assert _open_uploads(boto, bucket) == []
+    # Nothing reached S3: the service said so before starting the upload.
+    assert len(_log_lines(limited_service, "Content-Length 12582913 > 12582912, not read")) == 1
 
 
-async def test_web_service_maps_s3_error_to_502(s3stream_local_s3: LocalS3, bucket: str) -> None:
+async def test_web_service_refuses_a_chunked_body_past_the_max_and_aborts(
+    limited_service: Service, bucket: str, boto: Any
+) -> None:
+    key = "streamed/too-big"
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        chunk = b"\xab" * (256 * 1024)
+        while sent < 3 * LIMIT_MAX_BYTES:
+            if sent == 2 * LIMIT_PART_SIZE + MiB:
+                # Two parts are out: the multipart upload is open on the server now.
+                await _eventually(lambda: key in _open_uploads(boto, bucket),
+                                  "a multipart upload open", limited_service)
+            sent += len(chunk)
+            yield chunk
+
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as client,
+        client.post(f"{limited_service.url}/upload/{key}", data=body()) as resp,
+    ):
+        assert resp.request_info.headers.get("Transfer-Encoding") == "chunked"
+        assert resp.status == 413, await resp.text()
+        assert (await resp.json())["error"] == "too_large"
+    assert sent > LIMIT_MAX_BYTES
+    # The 413 is answered after the abort: nothing is open, nothing stored.
+    assert _open_uploads(boto, bucket) == []
+    assert not _object_exists(boto, bucket, key)
+    assert len(_log_lines(limited_service, "while streaming; upload aborted")) == 1
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_web_service_client_disconnect_is_one_info_line_and_aborts(
+    limited_service: Service, bucket: str, boto: Any, framing: str
+) -> None:
+    key = f"gone/{framing}"
+    declared = 11 * MiB  # within the max: only the disconnect stops it
+    piece = b"\xcd" * MiB
+    if framing == "content-length":
+        head = f"Content-Length: {declared}\r\n"
+        frames = piece * 7
+    else:
+        head = "Transfer-Encoding: chunked\r\n"
+        frames = (f"{len(piece):x}\r\n".encode() + piece + b"\r\n") * 7
+    _, writer = await asyncio.open_connection("127.0.0.1", limited_service.port)
+    writer.write(f"POST /upload/{key} HTTP/1.1\r\nHost: test\r\n{head}\r\n".encode() + frames)
+    await writer.drain()
+    # 7 of 11 MiB sent: part 1 is out, so a multipart upload is open; then the client goes.
+    await _eventually(lambda: key in _open_uploads(boto, bucket),
+                      "a multipart upload open", limited_service)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+    await _eventually(lambda: bool(_log_lines(limited_service, "client disconnected")),
+                      "the disconnect logged", limited_service)
+    lines = _log_lines(limited_service, "client disconnected")
+    assert len(lines) == 1, lines
+    assert " INFO web_service: " in lines[0]
+    assert f"{key!r}" in lines[0]
+    assert "upload aborted" in lines[0]
+    log = limited_service.log_text()
+    assert " ERROR " not in log and " WARNING " not in log, log
+    assert '" 500 ' not in log, log  # the access log: no 500 answered
+    assert _open_uploads(boto, bucket) == []
+    assert not _object_exists(boto, bucket, key)
+
+
+def _assert_no_leak(body: bytes, *secrets: str) -> dict[str, Any]:
+    """The error body is the service's own JSON: no S3 host, bucket or upload id in it."""
+    answer: dict[str, Any] = json.loads(body)
+    assert set(answer) == {"error", "request_id"}, answer
+    text = body.decode()
+    for secret in secrets:
+        assert secret not in text, (secret, text)
+    return answer
+
+
+async def _post(service: Service, key: str, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as client,
+        client.post(f"{service.url}/upload/{key}", data=data) as resp,
+    ):
+        return resp.status, dict(resp.headers), await resp.read()
+
+
+@pytest.mark.parametrize("size", [1000, LIMIT_PART_SIZE + 1], ids=["put", "multipart"])
+async def test_web_service_maps_an_s3_error_to_502_without_internals(
+    s3stream_local_s3: LocalS3, bucket: str, boto: Any, tmp_path: Path, size: int
+) -> None:
     local = s3stream_local_s3
-    wrong = Credentials(local.credentials.access_key_id, "not-the-secret")
-    async with S3Client(endpoint=local.endpoint, region=local.region, credentials=wrong) as s3:
-        client = await _in_process_client(s3, bucket)
+    aws = {**_aws_env(local), "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    env = {"UPLOAD_BUCKET": bucket, "UPLOAD_PART_SIZE_MIB": str(LIMIT_PART_SIZE // MiB)}
+    with _run_service(tmp_path, aws, env=env) as service:
+        status, _, body = await _post(service, "denied", b"d" * size)
+    assert status == 502, body
+    host_port = local.endpoint.split("://", 1)[1]
+    answer = _assert_no_leak(body, host_port, bucket, "SignatureDoesNotMatch", "403")
+    assert answer["error"] == "storage_error"
+    # The details are in the service's log, under the request id the client was given.
+    (line,) = _log_lines(service, answer["request_id"])
+    assert " WARNING " in line and "403" in line
+    assert not _object_exists(boto, bucket, "denied")
+    assert _open_uploads(boto, bucket) == []
+
+
+async def test_web_service_502_does_not_show_the_upload_id(tmp_path: Path) -> None:
+    # A store that accepts the upload, then refuses its first part: the error s3stream
+    # raises names the upload id, the answer must not.
+    async with FakeS3() as fake:
+        fake.fail(op="UploadPart", part=1, status=403, code="AccessDenied")
+        aws = {
+            "AWS_ENDPOINT_URL_S3": fake.endpoint, "AWS_REGION": fake.region,
+            "AWS_ACCESS_KEY_ID": fake.access_key, "AWS_SECRET_ACCESS_KEY": fake.secret_key,
+            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+        env = {"UPLOAD_BUCKET": fake.bucket, "UPLOAD_PART_SIZE_MIB": "5"}
+        with _run_service(tmp_path, aws, env=env) as service:
+            status, _, body = await _post(service, "refused", b"r" * (6 * MiB))
+        (upload_id,) = fake.aborted_uploads
+        assert fake.open_uploads == set()
+    assert status == 502, body
+    answer = _assert_no_leak(body, upload_id, fake.endpoint.split("://", 1)[1], "AccessDenied")
+    assert answer["error"] == "storage_error"
+    (line,) = _log_lines(service, answer["request_id"])
+    assert upload_id in line  # the operator sees it
+
+
+async def test_web_service_maps_an_unreachable_s3_to_503(
+    s3stream_local_s3: LocalS3, tmp_path: Path
+) -> None:
+    dead_port = _free_port()  # nothing listens there
+    aws = {**_aws_env(s3stream_local_s3),
+           "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{dead_port}"}
+    env = {"UPLOAD_BUCKET": "some-bucket", "UPLOAD_RETRY_BUDGET": "1"}
+    with _run_service(tmp_path, aws, env=env) as service:
+        status, headers, body = await _post(service, "k", b"data")
+    assert status == 503, body
+    answer = _assert_no_leak(body, str(dead_port), "127.0.0.1", "some-bucket")
+    assert answer["error"] == "storage_unavailable"
+    assert headers["Retry-After"] == "5"
+    (line,) = _log_lines(service, answer["request_id"])
+    assert " WARNING " in line and str(dead_port) in line
+
+
+async def test_web_service_health(web_service: Service) -> None:
+    async with aiohttp.ClientSession() as client, client.get(web_service.url + "/health") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"status": "ok"}
+
+
+def test_web_service_usage() -> None:
+    out = subprocess.run([sys.executable, str(EXAMPLES / "web_service.py"), "--help"],
+                         capture_output=True, text=True, env={
+                             k: v for k, v in os.environ.items() if not k.startswith("UPLOAD_")})
+    assert out.returncode == 0, out.stderr
+    for word in ("--bucket", "UPLOAD_BUCKET", "--max-bytes", "UPLOAD_MAX_BYTES", "413", "503"):
+        assert word in out.stdout
+    # Without a bucket (flag or variable) it refuses to start.
+    out = subprocess.run([sys.executable, str(EXAMPLES / "web_service.py")],
+                         capture_output=True, text=True, env={
+                             k: v for k, v in os.environ.items() if not k.startswith("UPLOAD_")})
+    assert out.returncode == 2
+    assert "--bucket" in out.stderr
+
+
+# The same app in-process (aiohttp's test server), NotAppKeyWarning an error.
+
+
+@contextlib.asynccontextmanager
+async def _in_process_client(
+    local: LocalS3, bucket: str, credentials: Credentials | None = None
+) -> AsyncIterator[TestClient[Any, Any]]:
+    web_service = _load("web_service")
+    config = web_service.Config(bucket=bucket)
+
+    def new_client() -> S3Client:
+        return S3Client(endpoint=local.endpoint, region=local.region,
+                        credentials=credentials or local.credentials)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", web.NotAppKeyWarning)
+        client: TestClient[Any, Any] = TestClient(
+            TestServer(web_service.make_app(config, new_client=new_client)))
+        await client.start_server()
         try:
-            resp = await client.post("/upload/k", data=b"data")
-            assert resp.status == 502
-            error = (await resp.json())["error"]
-            assert error.startswith("S3 upload failed: ")
-            assert "403" in error
+            yield client
         finally:
             await client.close()
+
+
+async def test_web_service_maps_usage_error_to_400(
+    s3stream_local_s3: LocalS3, bucket: str
+) -> None:
+    async with _in_process_client(s3stream_local_s3, bucket) as client:
+        resp = await client.post("/upload/" + "k" * 1100, data=b"data")
+        assert resp.status == 400
+        answer = await resp.json()
+        assert answer["error"] == "bad_request"
+        assert "1024" in answer["message"]
+
+
+async def test_web_service_in_process_round_trip_and_502(
+    s3stream_local_s3: LocalS3, bucket: str, boto: Any
+) -> None:
+    async with _in_process_client(s3stream_local_s3, bucket) as client:
+        resp = await client.put("/upload/in/process", data=b"hello")
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["size"] == 5
+    assert _read_back(boto, bucket, "in/process") == b"hello"
+
+    local = s3stream_local_s3
+    wrong = Credentials(local.credentials.access_key_id, "not-the-secret")
+    async with _in_process_client(local, bucket, wrong) as client:
+        resp = await client.post("/upload/k", data=b"data")
+        assert resp.status == 502
+        _assert_no_leak(await resp.read(), local.endpoint.split("://", 1)[1], bucket)
 
 
 # ---------------------------------------------------------------------- other examples
