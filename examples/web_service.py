@@ -2,7 +2,8 @@
 
 ``POST /upload/{key}`` (or ``PUT``) hands the request body to ``S3Client.upload()`` as it
 arrives: the body is read only as fast as the parts go out, so memory stays near
-``(concurrency + 1) * part_size`` per upload, whatever its size. ``GET /health`` answers
+``(concurrency + 1) * part_size`` per upload, whatever its size. The request's
+``Content-Length``, when it has one, is the upload's ``size=``. ``GET /health`` answers
 200 once the service is up (it does not call S3).
 
 One ``S3Client`` serves every request: it is created when the app starts and closed when
@@ -11,24 +12,26 @@ it stops (``cleanup_ctx``), and found through a ``web.AppKey``.
 Answers::
 
     200  {"key", "etag", "size", "parts"}     stored
-    400  {"error": "bad_request"}             a bad key, or a malformed body
+    400  {"error": "bad_request"}             a bad key, for instance
+    408  {"error": "request_timeout"}         the client sent nothing for --idle-timeout
     413  {"error": "too_large"}               over --max-bytes: refused before reading
                                               when Content-Length says so, else as soon
-                                              as the streamed body passes it (the upload
-                                              is aborted, nothing is stored)
-    502  {"error": "storage_error"}           S3 answered with an error (upload aborted)
-    503  {"error": "storage_unavailable"}     S3 unreachable, or its credentials are
-                                              (upload aborted; Retry-After: 5)
+                                              as the streamed body passes it
+    502  {"error": "storage_error"}           S3 answered with an error
+    503  {"error": "storage_unavailable"}     S3 unreachable, or no credentials for it
+                                              (with Retry-After: 5)
 
-Error bodies carry a ``request_id`` that is also in the service's log line, which has the
-details (S3's error code and request id, the upload id); the body never shows the S3
-endpoint, the bucket or an upload id. A client that stops sending mid-body is logged once
-at INFO; its upload is aborted (s3stream aborts whenever the source raises).
+Every failure above is answered after the upload was aborted: nothing is stored, no
+multipart upload is left open. Error bodies carry a ``request_id``, also in the service's
+log line, which has the details (S3's error code and request id, the upload id); the body
+never shows the S3 endpoint, the bucket or an upload id. A client that goes away mid-body
+is one INFO line in the log, and its upload is aborted.
 
 Usage (every option also reads an environment variable; a flag wins)::
 
     python examples/web_service.py [--help] --bucket BUCKET [--host HOST] [--port PORT]
-        [--max-bytes N] [--part-size-mib N] [--concurrency N] [--retry-budget SECONDS]
+        [--max-bytes N] [--part-size-mib N] [--concurrency N] [--idle-timeout SECONDS]
+        [--retry-budget SECONDS]
 
     --bucket         UPLOAD_BUCKET         where objects go (required)
     --host           UPLOAD_HOST           listen address (127.0.0.1)
@@ -36,6 +39,7 @@ Usage (every option also reads an environment variable; a flag wins)::
     --max-bytes      UPLOAD_MAX_BYTES      largest body accepted, in bytes (1 GiB)
     --part-size-mib  UPLOAD_PART_SIZE_MIB  part size (s3stream's choice: 8 MiB, growing)
     --concurrency    UPLOAD_CONCURRENCY    parts in flight per upload (4)
+    --idle-timeout   UPLOAD_IDLE_TIMEOUT   seconds a client may send nothing mid-body (60)
     --retry-budget   UPLOAD_RETRY_BUDGET   seconds one S3 request may be retried (60)
                      LOG_LEVEL             logging level (INFO)
 
@@ -63,10 +67,12 @@ from aiohttp import web
 
 from s3stream import (
     CredentialsError,
+    DeadlineError,
     NoCredentialsError,
     Retry,
     S3Client,
     S3StreamError,
+    SourceSizeError,
     TransportError,
     UploadError,
     UsageError,
@@ -84,10 +90,11 @@ class Config:
     max_bytes: int = 1024 * MiB
     part_size: int | None = None  # None: s3stream's choice
     concurrency: int = 4
+    idle_timeout: float = 60.0
     retry_budget: float = 60.0
 
     def new_client(self) -> S3Client:
-        """The one client of the service (endpoint, region, credentials: from AWS_*)."""
+        """The service's one client (endpoint, region, credentials: from AWS_*)."""
         return S3Client(retry=Retry(budget=self.retry_budget))
 
 
@@ -95,81 +102,67 @@ CONFIG = web.AppKey("config", Config)
 S3 = web.AppKey("s3", S3Client)
 
 
-class TooLarge(Exception):
-    """The body passed the maximum while streaming."""
-
-
-class ClientGone(Exception):
-    """The client stopped sending before the body's end."""
-
-    def __init__(self, received: int) -> None:
-        super().__init__(f"client went away after {received} bytes")
-        self.received = received
-
-
-async def body_of(request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, checked against ``max_bytes`` and Content-Length.
-
-    Raising here makes s3stream abort the upload and re-raise this very exception.
-    """
-    received = 0
-    try:
-        async for chunk in request.content.iter_any():
-            received += len(chunk)
-            if received > max_bytes:
-                raise TooLarge
-            yield chunk
-    except ConnectionResetError as exc:  # aiohttp's ClientConnectionResetError too
-        raise ClientGone(received) from exc
-    if request.content_length is not None and received < request.content_length:
-        raise ClientGone(received)  # the connection ended early, without an error
-
-
-def error(status: int, code: str, request_id: str, **headers: str) -> web.Response:
-    return web.json_response({"error": code, "request_id": request_id},
-                             status=status, headers=headers)
-
-
 async def upload(request: web.Request) -> web.StreamResponse:
     config, s3 = request.app[CONFIG], request.app[S3]
     key = request.match_info["key"]
-    rid = uuid.uuid4().hex[:16]
-    if request.content_length is not None and request.content_length > config.max_bytes:
+    rid = uuid.uuid4().hex[:16]  # in the answer and in the log line: ties the two
+    length = request.content_length  # None for a chunked body
+    if length is not None and length > config.max_bytes:
         log.info("[%s] 413 for %r: Content-Length %d > %d, not read",
-                 rid, key, request.content_length, config.max_bytes)
+                 rid, key, length, config.max_bytes)
         return error(413, "too_large", rid)
     try:
         result = await s3.upload(
-            config.bucket, key, body_of(request, config.max_bytes),
+            config.bucket, key, request.content,  # streamed, never read into memory whole
+            size=length,  # parts planned for it; a body that ends short fails the upload
+            max_size=config.max_bytes,  # a chunked body fails the moment it passes this
+            source_timeout=config.idle_timeout,  # a client that stops sending
             content_type=request.content_type,
             part_size=config.part_size, concurrency=config.concurrency,
         )
-    except TooLarge:
-        log.info("[%s] 413 for %r: body passed %d bytes while streaming; upload aborted",
-                 rid, key, config.max_bytes)
-        return error(413, "too_large", rid)
-    except ClientGone as exc:
-        log.info("[%s] client disconnected mid-body for %r after %d bytes; upload aborted",
-                 rid, key, exc.received)
-        return web.Response(status=499)  # nobody reads it: the connection is gone
-    except NoCredentialsError as exc:  # a UsageError, but the service's fault, not the client's
+    # Each error is raised after the upload was aborted: nothing is left behind.
+    except SourceSizeError as exc:
+        if exc.produced > exc.limit:  # passed max_size while streaming
+            log.info("[%s] 413 for %r: body passed %d bytes while streaming; upload aborted",
+                     rid, key, exc.limit)
+            return error(413, "too_large", rid)
+        return client_gone(rid, key, f"after {exc.produced} of {exc.limit} bytes")
+    except ConnectionResetError:  # raised by the body: the client went away mid-body
+        return client_gone(rid, key, "")
+    except DeadlineError:
+        log.info("[%s] 408 for %r: the client sent nothing for %s s; upload aborted",
+                 rid, key, config.idle_timeout)
+        return error(408, "request_timeout", rid)
+    except NoCredentialsError as exc:  # a UsageError, but the service's fault
         log.error("[%s] upload of %r failed: %s", rid, key, exc)
-        return error(503, "storage_unavailable", rid, **{"Retry-After": "5"})
+        return error(503, "storage_unavailable", rid, retry_after=5)
     except UsageError as exc:  # a bad key, for instance: checked before anything is sent
         log.info("[%s] 400 for %r: %s", rid, key, exc)
         return web.json_response({"error": "bad_request", "message": str(exc),
                                   "request_id": rid}, status=400)
-    except S3StreamError as exc:  # the upload was aborted before this was raised
+    except S3StreamError as exc:  # S3 failed: the details go to the log, not the client
         cause = exc.__cause__ if isinstance(exc, UploadError) else exc
         log.warning("[%s] upload of %r failed: %s%s", rid, key, exc,
                     f" (cause: {cause})" if cause is not exc else "")
         if isinstance(cause, TransportError | CredentialsError):
-            return error(503, "storage_unavailable", rid, **{"Retry-After": "5"})
+            return error(503, "storage_unavailable", rid, retry_after=5)
         return error(502, "storage_error", rid)
     log.info("[%s] stored %r: %d bytes in %d part(s)", rid, key, result.size, result.part_count)
-    return web.json_response(
-        {"key": result.key, "etag": result.etag, "size": result.size,
-         "parts": result.part_count})
+    return web.json_response({"key": result.key, "etag": result.etag, "size": result.size,
+                              "parts": result.part_count})
+
+
+def error(status: int, code: str, request_id: str, *, retry_after: int | None = None
+          ) -> web.Response:
+    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+    return web.json_response({"error": code, "request_id": request_id}, status=status,
+                             headers=headers)
+
+
+def client_gone(request_id: str, key: str, how_far: str) -> web.Response:
+    log.info("[%s] client disconnected mid-body for %r%s; upload aborted",
+             request_id, key, f" {how_far}" if how_far else "")
+    return web.Response(status=499)  # nobody reads it: the connection is gone
 
 
 async def health(request: web.Request) -> web.Response:
@@ -183,7 +176,7 @@ def make_app(config: Config, *, new_client: Callable[[], S3Client] | None = None
     async def s3_client(app: web.Application) -> AsyncIterator[None]:
         async with (new_client or config.new_client)() as s3:
             app[S3] = s3
-            yield  # the app serves; on shutdown, in-flight uploads end, then s3 closes
+            yield  # serving; on shutdown the uploads in flight end, then the client closes
 
     app = web.Application()
     app[CONFIG] = config
@@ -201,21 +194,23 @@ def parse_config(argv: Sequence[str] | None = None,
     env = environ.get
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # String defaults go through type= as a flag's value would.
     parser.add_argument("--bucket", default=env("UPLOAD_BUCKET"),
                         required="UPLOAD_BUCKET" not in environ)
     parser.add_argument("--host", default=env("UPLOAD_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(env("UPLOAD_PORT", "8080")))
-    parser.add_argument("--max-bytes", type=int,
-                        default=int(env("UPLOAD_MAX_BYTES", str(1024 * MiB))))
+    parser.add_argument("--port", type=int, default=env("UPLOAD_PORT", "8080"))
+    parser.add_argument("--max-bytes", type=int, default=env("UPLOAD_MAX_BYTES", str(1 << 30)))
     parser.add_argument("--part-size-mib", type=int, default=env("UPLOAD_PART_SIZE_MIB"))
-    parser.add_argument("--concurrency", type=int, default=int(env("UPLOAD_CONCURRENCY", "4")))
-    parser.add_argument("--retry-budget", type=float,
-                        default=float(env("UPLOAD_RETRY_BUDGET", "60")))
+    parser.add_argument("--concurrency", type=int, default=env("UPLOAD_CONCURRENCY", "4"))
+    parser.add_argument("--idle-timeout", type=float, default=env("UPLOAD_IDLE_TIMEOUT", "60"))
+    parser.add_argument("--retry-budget", type=float, default=env("UPLOAD_RETRY_BUDGET", "60"))
     args = parser.parse_args(argv)
-    part_size = int(args.part_size_mib) * MiB if args.part_size_mib else None
-    return Config(bucket=args.bucket, host=args.host, port=args.port,
-                  max_bytes=args.max_bytes, part_size=part_size,
-                  concurrency=args.concurrency, retry_budget=args.retry_budget)
+    return Config(
+        bucket=args.bucket, host=args.host, port=args.port, max_bytes=args.max_bytes,
+        part_size=args.part_size_mib * MiB if args.part_size_mib else None,
+        concurrency=args.concurrency, idle_timeout=args.idle_timeout,
+        retry_budget=args.retry_budget,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

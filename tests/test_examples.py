@@ -448,6 +448,27 @@ async def test_web_service_client_disconnect_is_one_info_line_and_aborts(
     assert not _object_exists(boto, bucket, key)
 
 
+async def test_web_service_answers_408_to_a_client_that_stops_sending(
+    s3stream_local_s3: LocalS3, bucket: str, boto: Any, tmp_path: Path
+) -> None:
+    env = {"UPLOAD_BUCKET": bucket, "UPLOAD_PART_SIZE_MIB": "5", "UPLOAD_IDLE_TIMEOUT": "1"}
+    with _run_service(tmp_path, _aws_env(s3stream_local_s3), env=env) as service:
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+        try:
+            # 6 of 11 MiB, then nothing: the connection stays open, the client silent.
+            writer.write(f"POST /upload/stalled HTTP/1.1\r\nHost: test\r\n"
+                         f"Content-Length: {11 * MiB}\r\n\r\n".encode() + b"s" * (6 * MiB))
+            await writer.drain()
+            status, _, body = await _read_response(reader)
+        finally:
+            writer.close()
+    assert status == 408, body
+    assert json.loads(body)["error"] == "request_timeout"
+    assert len(_log_lines(service, "the client sent nothing for 1.0 s; upload aborted")) == 1
+    assert _open_uploads(boto, bucket) == []
+    assert not _object_exists(boto, bucket, "stalled")
+
+
 def _assert_no_leak(body: bytes, *secrets: str) -> dict[str, Any]:
     """The error body is the service's own JSON: no S3 host, bucket or upload id in it."""
     answer: dict[str, Any] = json.loads(body)
@@ -536,7 +557,8 @@ def test_web_service_usage() -> None:
                          capture_output=True, text=True, env={
                              k: v for k, v in os.environ.items() if not k.startswith("UPLOAD_")})
     assert out.returncode == 0, out.stderr
-    for word in ("--bucket", "UPLOAD_BUCKET", "--max-bytes", "UPLOAD_MAX_BYTES", "413", "503"):
+    for word in ("--bucket", "UPLOAD_BUCKET", "--max-bytes", "UPLOAD_MAX_BYTES",
+                 "UPLOAD_IDLE_TIMEOUT", "413", "503"):
         assert word in out.stdout
     # Without a bucket (flag or variable) it refuses to start.
     out = subprocess.run([sys.executable, str(EXAMPLES / "web_service.py")],
