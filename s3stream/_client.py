@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checksums as cks
 from . import _protocol as proto
+from ._memory import MemoryBudget
 from ._parts import S3_LIMITS, Limits, plan
 from ._requester import Requester
 from ._retry import Retry
@@ -130,6 +131,11 @@ def _check_mapping(name: str, value: object) -> None:
 
 T = TypeVar("T")
 
+#: The bytes all uploads of one client may hold for parts (buffered, in flight, kept for
+#: retries): 1 GiB is 25 uploads at full speed with the defaults (4 x 8 MiB in flight plus
+#: the part being filled), and a service's part memory stays under it however many run.
+DEFAULT_MEMORY_LIMIT = 1 << 30
+
 
 async def _run_blocking(function: Callable[[], T]) -> T:
     return await asyncio.to_thread(function)
@@ -194,6 +200,7 @@ class S3Client:
         user_agent_extra: str | None = None,
         checksum: str | None = DEFAULT,
         limits: Limits = S3_LIMITS,
+        memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -273,6 +280,7 @@ class S3Client:
                 run_blocking=_run_blocking)),
             sign_payload=self._sign_payload, retry=self.retry, transport=transport,
             clock=clock, sleep=sleep, rand=rand,
+            budget=None if memory_limit is None else MemoryBudget(memory_limit),
         )
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from . import _checksums as cks
 from . import _protocol as proto
+from ._memory import MemoryBudget
 from ._parts import Buffer, Part
 from ._retry import Retry, is_clock_skew
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
@@ -80,6 +81,7 @@ class Requester:
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rand: Callable[[], float] | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.region = region
@@ -95,6 +97,8 @@ class Requester:
         self.closed = False
         #: What this client's store turned out to support (see ``_checksums.StoreSupport``).
         self.store = cks.StoreSupport()
+        #: The client-wide budget for part buffers (None: unlimited).
+        self.budget: MemoryBudget | None = budget
         #: bucket -> the region S3 said it lives in, when that is not ``region``.
         self.bucket_regions: dict[str, str] = {}
 

@@ -129,6 +129,10 @@ class Upload:
         self.bucket = options.bucket
         self.key = options.key
         self._cutter = PartCutter(sizer, crc=cks.running_crc(options.algorithm))
+        self._sizer = sizer
+        self._budget = requester.budget
+        #: Bytes of the client's memory budget reserved for the part being filled.
+        self._filling = 0
         self._state = proto.MultipartState(options.bucket, options.key)
         self._slots = asyncio.Semaphore(options.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -205,8 +209,25 @@ class Upload:
             error.add_note(self._abort_note)
         return error
 
+    async def _reserve(self) -> int:
+        """A part's worth of the client's memory budget, before the source fills it."""
+        if self._budget is None:
+            return 0
+        amount = self._sizer.size_of(len(self._state.started) + 1)
+        if self._opts.size is not None:
+            amount = min(amount, max(1, self._opts.size - self._cutter.total))
+        return await self._budget.acquire(amount)
+
+    def _release(self, amount: int) -> None:
+        if self._budget is not None:
+            self._budget.release(amount)
+
     async def _write(self, data: object) -> None:
         self._raise_part_error()
+        if self._budget is not None and self._filling == 0:
+            # Reserved before the source's bytes are taken: a producer over the budget
+            # waits here, reading nothing more.
+            self._filling = await self._reserve()
         if self._opts.size is not None or self._opts.max_size is not None:
             self._check_length(memoryview(data).nbytes
                                if isinstance(data, bytes | bytearray | memoryview) else 0)
@@ -303,17 +324,31 @@ class Upload:
             self._create_task = create = asyncio.create_task(self._create(),
                                                              name="s3stream create")
             await asyncio.shield(create)
-        waits = self._slots.locked()
-        await self._slots.acquire()
-        if waits:  # the producer just gave the loop a turn
-            self._last_yield = time.monotonic()
-        if self._part_error is not None:
-            self._slots.release()
-            self._raise_part_error()
-        self._state.part_started(part.number, part.size)
-        task = asyncio.create_task(self._run_part(part), name=f"s3stream part {part.number}")
+        # The part takes over the reservation it was filled under (a part cut from the
+        # same chunk as the one before it reserves its own).
+        reserved, self._filling = self._filling, 0
+        if reserved == 0:
+            reserved = await self._reserve()
+        try:
+            waits = self._slots.locked()
+            await self._slots.acquire()
+            if waits:  # the producer just gave the loop a turn
+                self._last_yield = time.monotonic()
+            if self._part_error is not None:
+                self._slots.release()
+                self._raise_part_error()
+            self._state.part_started(part.number, part.size)
+            task = asyncio.create_task(self._run_part(part),
+                                       name=f"s3stream part {part.number}")
+        except BaseException:
+            self._release(reserved)
+            raise
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if reserved:
+            # A done callback, not the task's finally: a task cancelled before it first
+            # ran never enters its body, and the budget belongs to the whole client.
+            task.add_done_callback(lambda _: self._release(reserved))
 
     async def _create(self) -> str:
         def build() -> proto.Request:
@@ -466,6 +501,13 @@ class Upload:
 
     async def _put_single(self, part: Part | None) -> None:
         """Never went multipart: the whole object fits one PutObject."""
+        try:
+            await self._put(part)
+        finally:
+            reserved, self._filling = self._filling, 0
+            self._release(reserved)
+
+    async def _put(self, part: Part | None) -> None:
         part = part or Part(1, (), 0)
         chunks, size = part.chunks, part.size
         algorithm = self._opts.algorithm
@@ -554,6 +596,8 @@ class Upload:
     async def _abort_within_deadline(self) -> str:
         """``"aborted"`` (nothing of this upload left open or stored) or ``"stored"``
         (the upload had in fact completed: ``self.result`` says what S3 stored)."""
+        reserved, self._filling = self._filling, 0
+        self._release(reserved)
         async with asyncio.timeout(self._opts.abort_timeout):
             tasks = set(self._tasks)
             for task in tasks:
