@@ -621,6 +621,42 @@ async def test_web_service_in_process_round_trip_and_502(
         _assert_no_leak(await resp.read(), local.endpoint.split("://", 1)[1], bucket)
 
 
+def _readme_example() -> str:
+    """The first Python block of README.md's Example section."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme.split("\n## Example\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.usefixtures("aws_env")
+async def test_readme_example_service(bucket: str, boto: Any) -> None:
+    code = _readme_example()
+    assert '"videos"' in code and "web.AppKey(" in code and "cleanup_ctx" in code
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", web.NotAppKeyWarning)
+        exec(compile(code.replace('"videos"', repr(bucket)), "README.md", "exec"), namespace)
+        namespace["MAX_BYTES"] = 1000
+        async with TestClient(TestServer(namespace["app"])) as client:
+            resp = await client.post("/upload/readme/ok", data=b"x" * 1000)
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["size"] == 1000
+            resp = await client.post("/upload/readme/big", data=b"x" * 1001)
+            assert resp.status == 413
+
+            async def chunked() -> AsyncIterator[bytes]:
+                for _ in range(4):
+                    yield b"y" * 300
+
+            resp = await client.post("/upload/readme/chunked", data=chunked())
+            assert resp.status == 413
+            resp = await client.post("/upload/" + "k" * 1100, data=b"data")
+            assert resp.status == 400
+    assert _read_back(boto, bucket, "readme/ok") == b"x" * 1000
+    assert not _object_exists(boto, bucket, "readme/big")
+    assert not _object_exists(boto, bucket, "readme/chunked")
+
+
 # ---------------------------------------------------------------------- other examples
 
 
