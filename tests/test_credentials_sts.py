@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,7 +24,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from s3stream import Credentials, CredentialsError, UsageError
+from s3stream import Credentials, CredentialsError, S3Client, UsageError
 from s3stream._protocol import Response
 from s3stream._transport import Transport
 from s3stream.credentials import (
@@ -521,3 +522,44 @@ async def test_role_profile_sourcing_its_own_keys_or_the_environment(
         AWS_SECRET_ACCESS_KEY=user.secret_access_key, **env))
     assert got is not None
     assert_works_in_moto(local, got, roles.second, "env-sourced")
+
+
+# ------------------------------------------------- S3Client() through the default chain
+
+
+async def test_s3client_with_a_role_profile_uploads(roles: Roles, tmp_path: Path) -> None:
+    """No credentials argument: the chain assumes a chained role through moto's STS and the
+    upload to moto's S3 is signed with the role's temporary credentials."""
+    local, user = roles.local, roles.local.credentials
+    env = shared_files(
+        tmp_path,
+        f"[base]\naws_access_key_id = {user.access_key_id}\n"
+        f"aws_secret_access_key = {user.secret_access_key}\n",
+        f"[profile one]\nrole_arn = {roles.first}\nsource_profile = base\n"
+        f"[profile two]\nrole_arn = {roles.second}\nsource_profile = one\n")
+    env.update(AWS_PROFILE="two", AWS_ENDPOINT_URL_STS=local.endpoint,
+               AWS_EC2_METADATA_DISABLED="true")
+    boto(local, "s3", user).create_bucket(Bucket="chain-role")
+    data = os.urandom(6 << 20)
+    async with S3Client(endpoint=local.endpoint, region=local.region, environ=env) as s3:
+        result = await s3.upload("chain-role", "k", data, part_size=5 << 20)
+        current = s3._requester.credentials.current
+    assert result.part_count == 2
+    assert current is not None and current.access_key_id.startswith("ASIA")
+    assert boto(local, "s3", user).get_object(Bucket="chain-role", Key="k")["Body"].read() \
+        == data
+
+
+async def test_s3client_with_web_identity_uploads(roles: Roles, tmp_path: Path) -> None:
+    local, user = roles.local, roles.local.credentials
+    token_file = tmp_path / "token"
+    token_file.write_text(WEB_TOKEN)
+    env = {"HOME": str(tmp_path), "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+           "AWS_ROLE_ARN": roles.first, "AWS_ENDPOINT_URL_STS": local.endpoint,
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    boto(local, "s3", user).create_bucket(Bucket="chain-irsa")
+    async with S3Client(endpoint=local.endpoint, region=local.region, environ=env) as s3:
+        free_actions(local, 1)  # the unsigned AssumeRoleWithWebIdentity (see above)
+        await s3.upload("chain-irsa", "k", b"from a pod")
+    assert boto(local, "s3", user).get_object(Bucket="chain-irsa", Key="k")["Body"].read() \
+        == b"from a pod"
