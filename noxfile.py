@@ -42,3 +42,10 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[bench]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def load(session: nox.Session) -> None:
+    """The example service under N concurrent 256 MiB POSTs, with and without a budget."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/load.py", *session.posargs)

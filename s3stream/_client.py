@@ -179,6 +179,11 @@ class S3Client:
     Unsigned requests take ``credentials=Credentials.anonymous()``.
     ``session`` is a caller-owned ``aiohttp.ClientSession`` that is borrowed and
     never closed; without one the client owns (and closes) its own.
+
+    For tests: ``environ`` (a mapping read instead of ``os.environ``), ``clock`` (returns
+    the current UTC ``datetime``, for signing and expiry), ``sleep`` (awaited for the
+    waits between retries) and ``rand`` (returns a float in [0, 1), for the backoff's
+    jitter) replace the process's own. They are not part of the documented API.
     """
 
     def __init__(
