@@ -1,4 +1,27 @@
-"""s3stream: stream any async iterator of bytes into S3 with concurrent multipart uploads."""
+"""s3stream: stream any async iterator of bytes into S3 with concurrent multipart uploads.
+
+The public API, all importable from ``s3stream``::
+
+    S3Client(...)          the client: upload(), open_upload(), list_multipart_uploads(),
+                           list_parts(), abort_multipart_upload(), abort_stale()
+    Upload                 what open_upload() returns: ``async with``, ``await up.write(b)``
+    UploadResult           what an upload stored (etag, size, parts, checksum, stats)
+    UploadStats, Progress  an upload's counters; what ``progress=`` is called with
+    MultipartUploadInfo    what list_multipart_uploads() yields
+    PartInfo               what list_parts() yields
+    Credentials            static keys; ``Credentials.anonymous()`` for unsigned requests
+    Retry                  the retry policy
+    Limits                 S3's multipart rules, as data
+    S3StreamError          the root of every error s3stream raises on purpose: UsageError,
+                           NoCredentialsError, CredentialsError, TransportError, StallError,
+                           S3ResponseError, IntegrityError, SourceSizeError, DeadlineError,
+                           UploadError (see ``s3stream.exceptions``)
+
+``s3stream.credentials`` has the credential providers, ``s3stream.testing`` local S3
+servers for tests (and a pytest plugin). ``S3Client`` and the classes that come with it
+load on first use, with aiohttp, so that ``import s3stream`` stays light; ``dir()`` and
+``help()`` list them all the same.
+"""
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
@@ -40,6 +63,12 @@ def __getattr__(name: str) -> _Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 's3stream' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names too, before their first use (and without loading them): pydoc, help()
+    # and completion go by dir(). Plus the public submodules loaded so far.
+    return sorted({*__all__, *(name for name in globals() if not name.startswith("_"))})
 
 __all__ = [
     "Credentials",
