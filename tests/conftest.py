@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from fake_s3 import FakeS3
 from support import boto_client, list_open_uploads
 
-from s3stream import S3Client
+from s3stream import Credentials, Retry, S3Client
 from s3stream.testing import LocalS3, Moto, Rclone, temporary_bucket
 
 SERVER_NAMES = ("seaweedfs", "moto", "rclone")
@@ -79,3 +80,38 @@ async def s3(server: LocalS3) -> AsyncIterator[S3Client]:
         endpoint=server.endpoint, region=server.region, credentials=server.credentials
     ) as client:
         yield client
+
+
+# --------------------------------------------------------------- the fault-injecting fake
+
+
+def make_client(fake: FakeS3, delays: list[float], **kwargs: Any) -> S3Client:
+    """A client for ``fake`` whose backoff only records its delays (no test sleeps) and
+    whose jitter is fixed (``rand() == 0.5``), with 3 attempts unless told otherwise."""
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+
+    kwargs.setdefault("retry", Retry(attempts=3))
+    return S3Client(
+        endpoint=fake.endpoint, region="us-east-1", credentials=Credentials("AK", "SK"),
+        sleep=sleep, rand=lambda: 0.5, **kwargs,
+    )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeS3]:
+    """The in-process fake S3 (one bucket, ``bucket``), stopped after the test."""
+    async with FakeS3(bucket="bucket") as server:
+        yield server
+
+
+@pytest.fixture
+def delays() -> list[float]:
+    return []
+
+
+@pytest.fixture
+async def client(fake: FakeS3, delays: list[float]) -> AsyncIterator[S3Client]:
+    async with make_client(fake, delays) as c:
+        yield c

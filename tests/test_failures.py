@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 import aiohttp
 import pytest
+from conftest import make_client
 from fake_s3 import EMPTY_SHA256, FakeS3, Recorded, md5_etag, s3_encode
 from yarl import URL
 
@@ -66,34 +67,6 @@ async def chunked(data: bytes, size: int = MiB) -> AsyncIterator[bytes]:
 
 class Interrupt(BaseException):
     """Like KeyboardInterrupt, but safe to raise inside an asyncio test."""
-
-
-def make_client(fake: FakeS3, delays: list[float], **kwargs: Any) -> S3Client:
-    async def sleep(delay: float) -> None:
-        delays.append(delay)
-
-    kwargs.setdefault("retry", Retry(attempts=3))
-    return S3Client(
-        endpoint=fake.endpoint, region="us-east-1", credentials=Credentials("AK", "SK"),
-        sleep=sleep, rand=lambda: 0.5, **kwargs,
-    )
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeS3]:
-    async with FakeS3(bucket=BUCKET) as server:
-        yield server
-
-
-@pytest.fixture
-def delays() -> list[float]:
-    return []
-
-
-@pytest.fixture
-async def client(fake: FakeS3, delays: list[float]) -> AsyncIterator[S3Client]:
-    async with make_client(fake, delays) as c:
-        yield c
 
 
 def deadline() -> asyncio.Timeout:

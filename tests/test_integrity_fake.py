@@ -18,12 +18,6 @@ WRONG = "AAAAAA=="
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeS3]:
-    async with FakeS3(bucket=BUCKET) as server:
-        yield server
-
-
-@pytest.fixture
 async def s3(fake: FakeS3) -> AsyncIterator[S3Client]:
     async with S3Client(endpoint=fake.endpoint, region="us-east-1",
                         credentials=Credentials("AK", "SK"), checksum="crc32c") as client:

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from conftest import make_client
 from fake_s3 import FakeS3
 from test_failures import (
     ABORT,
@@ -19,7 +20,6 @@ from test_failures import (
     assert_nothing_left,
     chunked,
     deadline,
-    make_client,
     payload,
 )
 
@@ -31,24 +31,6 @@ from s3stream import (
     SourceSizeError,
     UsageError,
 )
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeS3]:
-    async with FakeS3(bucket=BUCKET) as server:
-        yield server
-
-
-@pytest.fixture
-def delays() -> list[float]:
-    return []
-
-
-@pytest.fixture
-async def client(fake: FakeS3, delays: list[float]) -> AsyncIterator[S3Client]:
-    async with make_client(fake, delays) as c:
-        yield c
-
 
 # ------------------------------------------------------------------ size= and max_size=
 

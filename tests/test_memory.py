@@ -4,11 +4,11 @@ bounding what many concurrent uploads hold, asserted in bytes and counts."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
+from conftest import make_client
 from fake_s3 import FakeS3
-from test_failures import BUCKET, PART, PART_OP, chunked, deadline, make_client, payload
+from test_failures import BUCKET, PART, PART_OP, chunked, deadline, payload
 
 from s3stream import UploadError, UsageError
 from s3stream._memory import MemoryBudget
@@ -69,12 +69,6 @@ def test_limit_is_checked() -> None:
 
 
 # ------------------------------------------------------------- through uploads
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeS3]:
-    async with FakeS3(bucket=BUCKET) as server:
-        yield server
 
 
 async def test_many_uploads_stay_within_the_budget(fake: FakeS3) -> None:

@@ -148,12 +148,6 @@ async def test_invalidate_refreshes_once() -> None:
 # ------------------------------------------------------------ through S3Client
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeS3]:
-    async with FakeS3(bucket=BUCKET) as server:
-        yield server
-
-
 async def test_upload_outlives_its_credentials(fake: FakeS3) -> None:
     clock = Clock()
 

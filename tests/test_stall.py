@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,12 +17,6 @@ from s3stream import Credentials, Retry, S3Client, StallError, TransportError, U
 
 MiB = 1 << 20
 BUCKET = "bucket"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeS3]:
-    async with FakeS3(bucket=BUCKET) as server:
-        yield server
 
 
 def client(fake: FakeS3, delays: list[float], **kwargs: Any) -> S3Client:

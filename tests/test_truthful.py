@@ -15,6 +15,7 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+from conftest import make_client
 from fake_s3 import FakeS3, md5_etag
 from test_failures import (
     ABORT,
@@ -26,7 +27,6 @@ from test_failures import (
     assert_nothing_left,
     chunked,
     deadline,
-    make_client,
     payload,
 )
 
@@ -34,23 +34,6 @@ from s3stream import Credentials, Retry, S3Client, S3ResponseError, UploadError
 
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 HEAD = "HeadObject"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeS3]:
-    async with FakeS3(bucket=BUCKET) as server:
-        yield server
-
-
-@pytest.fixture
-def delays() -> list[float]:
-    return []
-
-
-@pytest.fixture
-async def client(fake: FakeS3, delays: list[float]) -> AsyncIterator[S3Client]:
-    async with make_client(fake, delays) as c:
-        yield c
 
 
 def assert_stored(fake: FakeS3, key: str, data: bytes) -> None:

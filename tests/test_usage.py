@@ -11,7 +11,7 @@ import copy
 import os
 import pickle
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,6 @@ from s3stream.credentials import CredentialsNotFound, resolve_credentials
 BUCKET = "bucket"
 CREDS = Credentials("AK", "SK")
 MiB = 1 << 20
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeS3]:
-    async with FakeS3(bucket=BUCKET) as server:
-        yield server
 
 
 def client(fake: FakeS3, **kwargs: Any) -> S3Client:
