@@ -2,7 +2,9 @@
 
 ``POST /upload/{key}`` (or ``PUT``) hands the request body to ``S3Client.upload()`` as it
 arrives: the body is read only as fast as the parts go out, so memory stays near
-``(concurrency + 1) * part_size`` per upload, whatever its size. The request's
+``(concurrency + 1) * part_size`` per upload, whatever its size, and all uploads together
+hold at most ``--memory-limit-mib`` for parts (a request over it waits, reading nothing
+more, until memory is given back), however many run at once. The request's
 ``Content-Length``, when it has one, is the upload's ``size=``. ``GET /health`` answers
 200 once the service is up (it does not call S3).
 
@@ -30,18 +32,20 @@ is one INFO line in the log, and its upload is aborted.
 Usage (every option also reads an environment variable; a flag wins)::
 
     python examples/web_service.py [--help] --bucket BUCKET [--host HOST] [--port PORT]
-        [--max-bytes N] [--part-size-mib N] [--concurrency N] [--idle-timeout SECONDS]
-        [--retry-budget SECONDS]
+        [--max-bytes N] [--part-size-mib N] [--concurrency N] [--memory-limit-mib N]
+        [--idle-timeout SECONDS] [--retry-budget SECONDS]
 
-    --bucket         UPLOAD_BUCKET         where objects go (required)
-    --host           UPLOAD_HOST           listen address (127.0.0.1)
-    --port           UPLOAD_PORT           listen port (8080)
-    --max-bytes      UPLOAD_MAX_BYTES      largest body accepted, in bytes (1 GiB)
-    --part-size-mib  UPLOAD_PART_SIZE_MIB  part size (s3stream's choice: 8 MiB, growing)
-    --concurrency    UPLOAD_CONCURRENCY    parts in flight per upload (4)
-    --idle-timeout   UPLOAD_IDLE_TIMEOUT   seconds a client may send nothing mid-body (60)
-    --retry-budget   UPLOAD_RETRY_BUDGET   seconds one S3 request may be retried (60)
-                     LOG_LEVEL             logging level (INFO)
+    --bucket            UPLOAD_BUCKET            where objects go (required)
+    --host              UPLOAD_HOST              listen address (127.0.0.1)
+    --port              UPLOAD_PORT              listen port (8080)
+    --max-bytes         UPLOAD_MAX_BYTES         largest body accepted, bytes (1 GiB)
+    --part-size-mib     UPLOAD_PART_SIZE_MIB     part size (s3stream's: 8 MiB, growing)
+    --concurrency       UPLOAD_CONCURRENCY       parts in flight per upload (4)
+    --memory-limit-mib  UPLOAD_MEMORY_LIMIT_MIB  part memory of all uploads together
+                                                 (1024; "none": no limit)
+    --idle-timeout      UPLOAD_IDLE_TIMEOUT      seconds a client may send nothing (60)
+    --retry-budget      UPLOAD_RETRY_BUDGET      seconds one S3 request is retried (60)
+                        LOG_LEVEL                logging level (INFO)
 
 S3's endpoint, region and credentials come from the usual AWS_* variables (or a profile,
 or the instance's role), as AWS's SDKs find them::
@@ -90,12 +94,13 @@ class Config:
     max_bytes: int = 1024 * MiB
     part_size: int | None = None  # None: s3stream's choice
     concurrency: int = 4
+    memory_limit: int | None = 1024 * MiB  # all uploads' parts together; None: no limit
     idle_timeout: float = 60.0
     retry_budget: float = 60.0
 
     def new_client(self) -> S3Client:
         """The service's one client (endpoint, region, credentials: from AWS_*)."""
-        return S3Client(retry=Retry(budget=self.retry_budget))
+        return S3Client(retry=Retry(budget=self.retry_budget), memory_limit=self.memory_limit)
 
 
 CONFIG = web.AppKey("config", Config)
@@ -202,15 +207,22 @@ def parse_config(argv: Sequence[str] | None = None,
     parser.add_argument("--max-bytes", type=int, default=env("UPLOAD_MAX_BYTES", str(1 << 30)))
     parser.add_argument("--part-size-mib", type=int, default=env("UPLOAD_PART_SIZE_MIB"))
     parser.add_argument("--concurrency", type=int, default=env("UPLOAD_CONCURRENCY", "4"))
+    parser.add_argument("--memory-limit-mib", type=mib_or_none,
+                        default=env("UPLOAD_MEMORY_LIMIT_MIB", "1024"))
     parser.add_argument("--idle-timeout", type=float, default=env("UPLOAD_IDLE_TIMEOUT", "60"))
     parser.add_argument("--retry-budget", type=float, default=env("UPLOAD_RETRY_BUDGET", "60"))
     args = parser.parse_args(argv)
     return Config(
         bucket=args.bucket, host=args.host, port=args.port, max_bytes=args.max_bytes,
         part_size=args.part_size_mib * MiB if args.part_size_mib else None,
-        concurrency=args.concurrency, idle_timeout=args.idle_timeout,
-        retry_budget=args.retry_budget,
+        concurrency=args.concurrency, memory_limit=args.memory_limit_mib,
+        idle_timeout=args.idle_timeout, retry_budget=args.retry_budget,
     )
+
+
+def mib_or_none(text: str) -> int | None:
+    """``"none"``: None; else a number of MiB, in bytes."""
+    return None if text.lower() == "none" else int(text) * MiB
 
 
 def main(argv: Sequence[str] | None = None) -> None:

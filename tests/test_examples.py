@@ -558,7 +558,7 @@ def test_web_service_usage() -> None:
                              k: v for k, v in os.environ.items() if not k.startswith("UPLOAD_")})
     assert out.returncode == 0, out.stderr
     for word in ("--bucket", "UPLOAD_BUCKET", "--max-bytes", "UPLOAD_MAX_BYTES",
-                 "UPLOAD_IDLE_TIMEOUT", "413", "503"):
+                 "UPLOAD_IDLE_TIMEOUT", "UPLOAD_MEMORY_LIMIT_MIB", "413", "503"):
         assert word in out.stdout
     # Without a bucket (flag or variable) it refuses to start.
     out = subprocess.run([sys.executable, str(EXAMPLES / "web_service.py")],
@@ -566,6 +566,21 @@ def test_web_service_usage() -> None:
                              k: v for k, v in os.environ.items() if not k.startswith("UPLOAD_")})
     assert out.returncode == 2
     assert "--bucket" in out.stderr
+
+
+def test_web_service_config_from_environment_and_flags() -> None:
+    parse = _load("web_service").parse_config
+    env = {"UPLOAD_BUCKET": "from-env", "UPLOAD_PORT": "9001", "UPLOAD_MAX_BYTES": "777",
+           "UPLOAD_PART_SIZE_MIB": "16", "UPLOAD_CONCURRENCY": "2",
+           "UPLOAD_MEMORY_LIMIT_MIB": "none", "UPLOAD_IDLE_TIMEOUT": "2.5"}
+    config = parse([], env)
+    assert (config.bucket, config.port, config.max_bytes, config.part_size) == (
+        "from-env", 9001, 777, 16 * MiB)
+    assert (config.concurrency, config.memory_limit, config.idle_timeout) == (2, None, 2.5)
+    config = parse(["--bucket", "from-flag", "--memory-limit-mib", "256"], env)
+    assert (config.bucket, config.memory_limit, config.port) == ("from-flag", 256 * MiB, 9001)
+    config = parse(["--bucket", "b"], {})
+    assert (config.max_bytes, config.part_size, config.memory_limit) == (1 << 30, None, 1 << 30)
 
 
 # The same app in-process (aiohttp's test server), NotAppKeyWarning an error.
