@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--access-key", default="AKIDBENCHMARK0000001")
     p.add_argument("--secret-key", default="bench-secret-key")
     p.add_argument("--source", choices=["pool", "fresh"], default="pool")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="chunks of exactly this many bytes instead of uneven 64 KiB-4 MiB")
     p.add_argument("--kwargs", default="{}", help="JSON merged into the client's options")
     p.add_argument("--ticker", action="store_true", help="measure event-loop stalls")
     p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {
         "client": variant.name, "signing": variant.signing, "checksum": variant.checksum,
         "size": args.size, "part_size": args.part_size, "concurrency": args.concurrency,
-        "source": args.source, "loop": args.loop if variant.is_async else "-",
+        "source": args.source, "chunk_size": args.chunk_size,
+        "loop": args.loop if variant.is_async else "-",
         "kwargs": json.loads(args.kwargs), "ok": False,
     }
     try:
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         options = {**variant.options, **json.loads(args.kwargs)}
         cfg = Config(args.endpoint, args.bucket, args.key, args.size, args.part_size,
                      args.concurrency, args.region, args.access_key, args.secret_key,
-                     Source(args.size, args.source), options)
+                     Source(args.size, args.source, args.chunk_size), options)
         ticker = Ticker() if args.ticker and variant.is_async else None
         if variant.is_async:
             if args.loop == "uvloop":

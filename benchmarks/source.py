@@ -16,6 +16,11 @@ Two modes:
   keeps alive then really costs RSS. The copy costs ~0.13 CPU-s/GiB on this machine,
   the same for every client (the ``source`` pseudo-client measures it).
 
+``chunk_size=N`` replaces the uneven sizes with chunks of exactly N bytes (the last
+may be shorter), as a request body read in small pieces arrives: the small-chunk table
+of ``run.py`` uses it down to one-byte chunks. ``pool`` mode then cycles through 16
+distinct pre-built chunks of that size, ``fresh`` mode slices each one from the pool.
+
 Sync clients (boto3's ``upload_fileobj``) read the same sequence through
 ``ChunkFile``, a non-seekable file object.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -48,14 +54,17 @@ def chunk_sizes(count: int = 97) -> list[int]:
 class Source:
     """The chunk sequence for an object of ``size`` bytes."""
 
-    def __init__(self, size: int, mode: str = "pool") -> None:
+    def __init__(self, size: int, mode: str = "pool", chunk_size: int | None = None) -> None:
         if mode not in ("pool", "fresh"):
             raise ValueError(f"unknown source mode {mode!r}")
+        if chunk_size is not None and not 1 <= chunk_size <= MAX_CHUNK:
+            raise ValueError(f"chunk_size must be 1 to {MAX_CHUNK} bytes")
         self.size = size
         self.mode = mode
+        self.chunk_size = chunk_size
         rng = random.Random(SEED)
         self.pool = rng.randbytes(POOL_SIZE)
-        self.sizes = chunk_sizes()
+        self.sizes = chunk_sizes() if chunk_size is None else [chunk_size] * PREBUILT
         self.offsets = [rng.randrange(0, POOL_SIZE - s + 1) for s in self.sizes]
         self.prebuilt: list[bytes] = []
         if mode == "pool":
@@ -65,6 +74,24 @@ class Source:
             self.pool = b""  # only the pre-built chunks stay alive
 
     def chunks(self) -> Iterator[bytes]:
+        if self.chunk_size is not None:
+            return self._fixed_chunks(self.chunk_size)
+        return self._uneven_chunks()
+
+    def _fixed_chunks(self, chunk_size: int) -> Iterator[bytes]:
+        count, tail = divmod(self.size, chunk_size)
+        if self.mode == "pool":
+            # C-level iteration: one-byte chunks cost the source ~nothing but the yield.
+            yield from itertools.islice(itertools.cycle(self.prebuilt), count)
+        else:
+            pool = self.pool
+            starts = itertools.islice(itertools.cycle(self.offsets), count)
+            for start in starts:
+                yield pool[start : start + chunk_size]
+        if tail:
+            yield self.pool[:tail] if self.mode == "fresh" else self.prebuilt[0][:tail]
+
+    def _uneven_chunks(self) -> Iterator[bytes]:
         remaining = self.size
         sizes, offsets, pool = self.sizes, self.offsets, self.pool
         i = 0

@@ -463,8 +463,7 @@ class S3Client:
             try:
                 async with deadline, up:
                     if source_timeout is None:
-                        async for chunk in chunks:
-                            await up.write(chunk)
+                        await up._write_all(chunks)  # up.write() of each chunk, batched
                     else:
                         await _pump_with_idle_limit(chunks, up, source_timeout)
             except TimeoutError as exc:

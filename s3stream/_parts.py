@@ -133,45 +133,96 @@ class TooManyParts(UsageError):
     pass
 
 
+#: Chunks of at most this many bytes are copied into a staging block rather than kept:
+#: a part made of thousands of tiny chunks would cost a send (and a turn of the event
+#: loop) per chunk. Larger chunks of ``bytes`` are kept as they are, without a copy.
+SMALL_CHUNK = 64 * KiB
+#: Staged bytes go to the part in blocks of up to this size (the transport's write slice).
+STAGE_BLOCK = 512 * KiB
+
+
 class PartCutter:
     """Cut a stream of byte chunks into parts of the planned sizes.
 
     ``feed()`` returns the parts that are now complete; ``finish()`` returns the last,
     non-empty part (None for an empty stream). Chunks of type ``bytes`` are sliced
-    without copying; mutable buffers are copied, because callers reuse them.
+    without copying; mutable buffers are copied, because callers reuse them. Chunks of
+    at most ``small`` bytes are copied into a staging block of up to ``block`` bytes,
+    which joins the pending bytes (as a read-only view) once full or once a part
+    boundary falls inside it, so a part holds a bounded number of buffers whatever the
+    chunk size. The defaults stage only when parts are large next to a block; tiny test
+    sizers pass ``small`` and ``block`` to exercise it.
     """
 
-    def __init__(self, sizer: PartSizer, crc: Callable[[Buffer, int], int] | None = None) -> None:
+    def __init__(self, sizer: PartSizer, crc: Callable[[Buffer, int], int] | None = None,
+                 *, small: int | None = None, block: int | None = None) -> None:
         self._sizer = sizer
         self._limits = sizer.limits
         self._pending: deque[Buffer] = deque()
         self._pending_size = 0
         self._next_number = 1
         self._target = sizer.size_of(1)
-        self.total = 0
+        if block is None:
+            block = min(STAGE_BLOCK, self._target // 8)
+        if small is None:
+            small = min(SMALL_CHUNK, block // 4)
+        self._small = small
+        self._block = max(1, block)
+        #: Bytes of small chunks not yet pending: always fewer than ``_flush_at``, so the
+        #: pending and staged bytes together never exceed one part.
+        self._stage = bytearray()
+        self._flush_at = self._room()
+        #: Bytes moved to ``_pending`` so far (staged ones are added in ``total``).
+        self._fed = 0
         # A running CRC is kept per part while its bytes are still hot in the CPU cache
-        # (just produced by the source): a later pass would read them from memory again.
+        # (just produced by the source, or just copied into a block): a later pass would
+        # read them from memory again.
         self._crc = crc
         self._crcs: deque[int] = deque()
         self._crc_value = 0
         self._crc_filled = 0
         self._crc_target = self._target
 
+    @property
+    def small(self) -> int:
+        """Chunks of at most this many bytes are staged (copied into a block)."""
+        return self._small
+
+    @property
+    def total(self) -> int:
+        """Bytes fed so far."""
+        return self._fed + len(self._stage)
+
+    def take(self, chunk: object) -> bool:
+        """Stage a small ``bytes`` chunk at once if that completes no part and fills no
+        block. True: taken, nothing more to do. False: nothing was taken; ``feed()`` it."""
+        if chunk.__class__ is bytes:
+            n = len(chunk)
+            stage = self._stage
+            if n <= self._small and len(stage) + n < self._flush_at:
+                stage += chunk
+                return True
+        return False
+
     def feed(self, chunk: object) -> list[Part]:
-        view = as_buffer(chunk)
-        n = len(view)
-        if n == 0:
-            return []
-        self.total += n
-        if self.total > self._limits.max_object_size:
-            raise UsageError(
-                f"stream is longer than S3's maximum object size of "
-                f"{self._limits.max_object_size} bytes"
-            )
-        self._pending.append(view)
-        self._pending_size += n
-        if self._crc is not None:
-            self._run_crc(view)
+        if chunk.__class__ is bytes or chunk.__class__ is bytearray:
+            n = len(chunk)
+        elif isinstance(chunk, memoryview) and chunk.c_contiguous:
+            n = chunk.nbytes
+        else:
+            chunk = as_buffer(chunk)  # the TypeError for what is not bytes-like
+            n = len(chunk)
+        if n <= self._small:
+            stage = self._stage
+            stage += chunk  # a copy: the caller may reuse it
+            if len(stage) < self._flush_at:
+                return []
+            self._flush_stage()
+        else:
+            view = as_buffer(chunk)  # bytes and views of bytes kept, mutable ones copied
+            if self._stage:
+                self._flush_stage()  # the bytes before it, in order
+            self._keep(view)
         out: list[Part] = []
         while self._pending_size > self._target:
             if self._next_number >= self._limits.max_parts:
@@ -182,15 +233,43 @@ class PartCutter:
                     "part_size, or leave part_size=None so parts grow"
                 )
             out.append(self._cut(self._target))
+        self._flush_at = self._room()
         return out
 
     def finish(self) -> Part | None:
+        if self._stage:
+            self._flush_stage()
         if self._pending_size == 0:
             return None
         if self._crc is not None and self._crc_filled:
             self._crcs.append(self._crc_value)
             self._crc_filled = 0
         return self._cut(self._pending_size)
+
+    def _room(self) -> int:
+        """How many staged bytes make the stage flush: a full block, or one byte past
+        the current part (so that part is known to be complete, not the last one)."""
+        return min(self._block, self._target - self._pending_size + 1)
+
+    def _flush_stage(self) -> None:
+        # The block is handed over as a read-only view; the view also pins the
+        # bytearray's size, so nothing can change it. The next block is a new one.
+        block = memoryview(self._stage).toreadonly()
+        self._stage = bytearray()
+        self._keep(block)
+
+    def _keep(self, view: Buffer) -> None:
+        n = len(view)
+        self._fed += n
+        if self._fed > self._limits.max_object_size:
+            raise UsageError(
+                f"stream is longer than S3's maximum object size of "
+                f"{self._limits.max_object_size} bytes"
+            )
+        self._pending.append(view)
+        self._pending_size += n
+        if self._crc is not None:
+            self._run_crc(view)
 
     def _run_crc(self, view: Buffer) -> None:
         assert self._crc is not None

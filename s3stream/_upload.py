@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
@@ -42,6 +42,8 @@ T = TypeVar("T")
 
 #: The longest stretch (seconds) a producer runs without giving the loop a turn.
 _PRODUCER_SLICE = 0.001
+#: Chunks a producer hands straight to the cutter between two looks at the clock.
+_DIRECT_CHUNKS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,41 @@ class Upload:
             await self._guard(self._write(data))
         finally:
             self._writing = False
+
+    async def _write_all(self, chunks: AsyncIterable[bytes | bytearray | memoryview]) -> None:
+        """``await self.write(chunk)`` for every chunk, without a coroutine per small one.
+
+        A small ``bytes`` chunk that completes no part goes straight to the cutter's
+        staging block; ``write()`` runs only for the others, when the producer's time
+        slice is used up, or when the upload needs a look (``_may_take_directly``).
+        """
+        take = self._cutter.take
+        left = 0
+        async for chunk in chunks:
+            if left:
+                left -= 1
+                if take(chunk):
+                    continue
+            elif time.monotonic() - self._last_yield <= _PRODUCER_SLICE and \
+                    self._may_take_directly():
+                left = _DIRECT_CHUNKS
+                if take(chunk):
+                    continue
+            await self.write(chunk)
+            left = 0
+
+    def _may_take_directly(self) -> bool:
+        """Whether the next chunks may skip ``write()``: nothing failed, and nothing
+        ``write()`` checks before it takes bytes applies."""
+        if self._part_error is not None or self._failure is not None or self._finished:
+            return False
+        if self._budget is not None and self._filling == 0:
+            return False  # write() reserves the part's memory before it takes its bytes
+        # write() checks every chunk against size= and max_size=: skip it only far from them.
+        opts = self._opts
+        reach = self._cutter.total + (_DIRECT_CHUNKS + 1) * self._cutter.small
+        return (opts.size is None or reach <= opts.size) and \
+            (opts.max_size is None or reach <= opts.max_size)
 
     def _failed_earlier(self) -> UploadError:
         error = UploadError(
