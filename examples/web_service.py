@@ -17,8 +17,9 @@ Answers::
     400  {"error": "bad_request"}             a bad key, for instance
     408  {"error": "request_timeout"}         the client sent nothing for --idle-timeout
     413  {"error": "too_large"}               over --max-bytes: refused before reading
-                                              when Content-Length says so, else as soon
-                                              as the streamed body passes it
+                                              when Content-Length says so (before the
+                                              body is sent, with Expect: 100-continue),
+                                              else as soon as the streamed body passes it
     502  {"error": "storage_error"}           S3 answered with an error
     503  {"error": "storage_unavailable"}     S3 unreachable, or no credentials for it
                                               (with Retry-After: 5)
@@ -107,15 +108,37 @@ CONFIG = web.AppKey("config", Config)
 S3 = web.AppKey("s3", S3Client)
 
 
+def refuse_length(request: web.Request) -> web.Response | None:
+    """413 when Content-Length says the body is over the maximum: nothing is read."""
+    length, limit = request.content_length, request.app[CONFIG].max_bytes
+    if length is None or length <= limit:
+        return None
+    rid = uuid.uuid4().hex[:16]
+    log.info("[%s] 413 for %r: Content-Length %d > %d, not read",
+             rid, request.match_info["key"], length, limit)
+    return error(413, "too_large", rid)
+
+
+async def expect(request: web.Request) -> web.Response | None:
+    """``Expect: 100-continue`` (curl sends it for large files): a body that is too large
+    is refused before the client sends it; any other is asked for."""
+    if (refused := refuse_length(request)) is not None:
+        return refused
+    if request.version < (1, 1):
+        return None  # an HTTP/1.0 client sends its body anyway
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="only 100-continue is supported")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
+
+
 async def upload(request: web.Request) -> web.StreamResponse:
     config, s3 = request.app[CONFIG], request.app[S3]
     key = request.match_info["key"]
+    if (refused := refuse_length(request)) is not None:
+        return refused
     rid = uuid.uuid4().hex[:16]  # in the answer and in the log line: ties the two
     length = request.content_length  # None for a chunked body
-    if length is not None and length > config.max_bytes:
-        log.info("[%s] 413 for %r: Content-Length %d > %d, not read",
-                 rid, key, length, config.max_bytes)
-        return error(413, "too_large", rid)
     try:
         result = await s3.upload(
             config.bucket, key, request.content,  # streamed, never read into memory whole
@@ -187,8 +210,8 @@ def make_app(config: Config, *, new_client: Callable[[], S3Client] | None = None
     app[CONFIG] = config
     app.cleanup_ctx.append(s3_client)
     app.add_routes([
-        web.post("/upload/{key:.+}", upload),
-        web.put("/upload/{key:.+}", upload),
+        web.post("/upload/{key:.+}", upload, expect_handler=expect),
+        web.put("/upload/{key:.+}", upload, expect_handler=expect),
         web.get("/health", health),
     ])
     return app

@@ -360,13 +360,16 @@ def _log_lines(service: Service, text: str) -> list[str]:
     return [line for line in service.log_text().splitlines() if text in line]
 
 
+@pytest.mark.parametrize("expect", [False, True], ids=["plain", "expect-100-continue"])
 async def test_web_service_refuses_a_too_large_content_length_unread(
-    limited_service: Service, bucket: str, boto: Any
+    limited_service: Service, bucket: str, boto: Any, expect: bool
 ) -> None:
+    # Only the head: the answer must come without a byte of the body sent. With
+    # Expect: 100-continue (curl's way) the answer is the 413, not "100 Continue".
+    expect_line = "Expect: 100-continue\r\n" if expect else ""
     reader, writer = await asyncio.open_connection("127.0.0.1", limited_service.port)
     try:
-        # Only the head: the answer must come without a byte of the body sent.
-        writer.write(f"POST /upload/too-big HTTP/1.1\r\nHost: test\r\n"
+        writer.write(f"POST /upload/too-big HTTP/1.1\r\nHost: test\r\n{expect_line}"
                      f"Content-Length: {LIMIT_MAX_BYTES + 1}\r\n\r\n".encode())
         await writer.drain()
         status, _, body = await _read_response(reader)
@@ -378,6 +381,27 @@ async def test_web_service_refuses_a_too_large_content_length_unread(
     assert _open_uploads(boto, bucket) == []
     # Nothing reached S3: the service said so before starting the upload.
     assert len(_log_lines(limited_service, "Content-Length 12582913 > 12582912, not read")) == 1
+
+
+async def test_web_service_asks_for_a_body_within_the_max(
+    limited_service: Service, bucket: str, boto: Any
+) -> None:
+    data = random.Random(3).randbytes(LIMIT_MAX_BYTES)  # the max itself is allowed
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited_service.port)
+    try:
+        writer.write(f"PUT /upload/asked HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\n"
+                     f"Content-Length: {len(data)}\r\n\r\n".encode())
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(data)
+        await writer.drain()
+        status, _, body = await _read_response(reader)
+    finally:
+        writer.close()
+    assert status == 200, body
+    assert json.loads(body)["parts"] == 3  # 5 + 5 + 2 MiB
+    assert _read_back(boto, bucket, "asked") == data
 
 
 async def test_web_service_refuses_a_chunked_body_past_the_max_and_aborts(
