@@ -169,9 +169,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "bad_request", "message": str(exc),
                                   "request_id": rid}, status=400)
     except S3StreamError as exc:  # S3 failed: the details go to the log, not the client
+        log.warning("[%s] upload of %r failed: %s", rid, key, exc)  # UploadError: with its cause
         cause = exc.__cause__ if isinstance(exc, UploadError) else exc
-        log.warning("[%s] upload of %r failed: %s%s", rid, key, exc,
-                    f" (cause: {cause})" if cause is not exc else "")
         if isinstance(cause, TransportError | CredentialsError):
             return error(503, "storage_unavailable", rid, retry_after=5)
         return error(502, "storage_error", rid)
@@ -204,7 +203,8 @@ def make_app(config: Config, *, new_client: Callable[[], S3Client] | None = None
     async def s3_client(app: web.Application) -> AsyncIterator[None]:
         async with (new_client or config.new_client)() as s3:
             app[S3] = s3
-            yield  # serving; on shutdown the uploads in flight end, then the client closes
+            yield  # serving. On shutdown aiohttp waits for the uploads in flight (then
+            # cancels them: s3stream aborts each), and only then is the client closed.
 
     app = web.Application()
     app[CONFIG] = config
