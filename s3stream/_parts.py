@@ -137,7 +137,7 @@ class TooManyParts(UsageError):
 #: a part made of thousands of tiny chunks would cost a send (and a turn of the event
 #: loop) per chunk. Larger chunks of ``bytes`` are kept as they are, without a copy.
 SMALL_CHUNK = 64 * KiB
-#: Staged bytes go to the part in blocks of up to this size (the transport's write slice).
+#: The size of a staging block (the transport's write slice).
 STAGE_BLOCK = 512 * KiB
 
 
@@ -146,12 +146,16 @@ class PartCutter:
 
     ``feed()`` returns the parts that are now complete; ``finish()`` returns the last,
     non-empty part (None for an empty stream). Chunks of type ``bytes`` are sliced
-    without copying; mutable buffers are copied, because callers reuse them. Chunks of
-    at most ``small`` bytes are copied into a staging block of up to ``block`` bytes,
-    which joins the pending bytes (as a read-only view) once full or once a part
-    boundary falls inside it, so a part holds a bounded number of buffers whatever the
-    chunk size. The defaults stage only when parts are large next to a block; tiny test
-    sizers pass ``small`` and ``block`` to exercise it.
+    without copying; mutable buffers are copied, because callers reuse them.
+
+    Chunks of at most ``small`` bytes are copied into a staging block of ``block``
+    bytes, filled front to back; its filled bytes join the pending ones (a read-only
+    view of them) when the block is full, when a part boundary falls inside them, or
+    before a large chunk, so a part holds a few buffers per block whatever the chunk
+    size. A block whose views are all gone (its parts were sent) is filled again:
+    fresh memory for every block would cost a page fault per 4 KiB. The defaults stage
+    only when parts are large next to a block; tiny test sizers pass ``small`` and
+    ``block`` to exercise it.
     """
 
     def __init__(self, sizer: PartSizer, crc: Callable[[Buffer, int], int] | None = None,
@@ -166,13 +170,19 @@ class PartCutter:
             block = min(STAGE_BLOCK, self._target // 8)
         if small is None:
             small = min(SMALL_CHUNK, block // 4)
-        self._small = small
-        self._block = max(1, block)
-        #: Bytes of small chunks not yet pending: always fewer than ``_flush_at``, so the
-        #: pending and staged bytes together never exceed one part.
+        self._block_size = max(1, block)
+        self._small = min(small, self._block_size)
+        #: The block being filled (none until a small chunk comes), a read-only view of
+        #: it, how far it is filled, and how much of that is already pending.
         self._stage = bytearray()
-        self._flush_at = self._room()
-        #: Bytes moved to ``_pending`` so far (staged ones are added in ``total``).
+        self._view = memoryview(self._stage).toreadonly()
+        self._fill = self._handed = 0
+        #: Full blocks, oldest first, to be filled again once nothing views them.
+        self._used: deque[bytearray] = deque()
+        #: ``take()`` stages a chunk only if it ends before this fill position (the end
+        #: of the block, or one byte past the current part): it then completes nothing.
+        self._flush_at = 0
+        #: Bytes moved to ``_pending`` so far (the staged ones are added in ``total``).
         self._fed = 0
         # A running CRC is kept per part while its bytes are still hot in the CPU cache
         # (just produced by the source, or just copied into a block): a later pass would
@@ -191,16 +201,18 @@ class PartCutter:
     @property
     def total(self) -> int:
         """Bytes fed so far."""
-        return self._fed + len(self._stage)
+        return self._fed + self._fill - self._handed
 
     def take(self, chunk: object) -> bool:
         """Stage a small ``bytes`` chunk at once if that completes no part and fills no
         block. True: taken, nothing more to do. False: nothing was taken; ``feed()`` it."""
         if chunk.__class__ is bytes:
             n = len(chunk)
-            stage = self._stage
-            if n <= self._small and len(stage) + n < self._flush_at:
-                stage += chunk
+            fill = self._fill
+            end = fill + n
+            if end < self._flush_at and n <= self._small:
+                self._stage[fill:end] = chunk
+                self._fill = end
                 return True
         return False
 
@@ -213,15 +225,11 @@ class PartCutter:
             chunk = as_buffer(chunk)  # the TypeError for what is not bytes-like
             n = len(chunk)
         if n <= self._small:
-            stage = self._stage
-            stage += chunk  # a copy: the caller may reuse it
-            if len(stage) < self._flush_at:
-                return []
-            self._flush_stage()
+            if n:
+                self._stage_copy(chunk, n)  # a copy: the caller may reuse its buffer
         else:
             view = as_buffer(chunk)  # bytes and views of bytes kept, mutable ones copied
-            if self._stage:
-                self._flush_stage()  # the bytes before it, in order
+            self._hand_over()  # the staged bytes before it, in order
             self._keep(view)
         out: list[Part] = []
         while self._pending_size > self._target:
@@ -233,12 +241,18 @@ class PartCutter:
                     "part_size, or leave part_size=None so parts grow"
                 )
             out.append(self._cut(self._target))
-        self._flush_at = self._room()
+        # Pending and staged bytes together never exceed one part.
+        self._flush_at = min(len(self._stage),
+                             self._handed + self._target - self._pending_size + 1)
         return out
 
     def finish(self) -> Part | None:
-        if self._stage:
-            self._flush_stage()
+        self._hand_over()
+        # The blocks stay alive only as long as the parts that view them.
+        self._stage = bytearray()
+        self._view = memoryview(self._stage).toreadonly()
+        self._fill = self._handed = self._flush_at = 0
+        self._used.clear()
         if self._pending_size == 0:
             return None
         if self._crc is not None and self._crc_filled:
@@ -246,17 +260,43 @@ class PartCutter:
             self._crc_filled = 0
         return self._cut(self._pending_size)
 
-    def _room(self) -> int:
-        """How many staged bytes make the stage flush: a full block, or one byte past
-        the current part (so that part is known to be complete, not the last one)."""
-        return min(self._block, self._target - self._pending_size + 1)
+    def _stage_copy(self, chunk: Buffer | bytearray, n: int) -> None:
+        fill = self._fill
+        if fill + n <= len(self._stage):
+            self._stage[fill : fill + n] = chunk
+            self._fill = fill + n
+        else:
+            source = memoryview(chunk).cast("B")
+            done = len(self._stage) - fill
+            if done:
+                self._stage[fill:] = source[:done]
+                self._fill += done
+            self._next_block()
+            self._stage[: n - done] = source[done:]
+            self._fill = n - done
+        if self._fill == len(self._stage) or \
+                self._pending_size + self._fill - self._handed > self._target:
+            self._hand_over()
 
-    def _flush_stage(self) -> None:
-        # The block is handed over as a read-only view; the view also pins the
-        # bytearray's size, so nothing can change it. The next block is a new one.
-        block = memoryview(self._stage).toreadonly()
-        self._stage = bytearray()
-        self._keep(block)
+    def _hand_over(self) -> None:
+        """The staged bytes join the pending ones, as a read-only view of the block."""
+        if self._fill > self._handed:
+            self._keep(self._view[self._handed : self._fill])
+            self._handed = self._fill
+
+    def _next_block(self) -> None:
+        self._hand_over()
+        used = self._used
+        if self._stage:
+            used.append(self._stage)
+        self._view.release()  # its slices are the parts' own views
+        # Parts are sent about in order: the oldest block is the one likely free again.
+        if used and _unviewed(used[0]):
+            self._stage = used.popleft()
+        else:
+            self._stage = bytearray(self._block_size)
+        self._view = memoryview(self._stage).toreadonly()
+        self._fill = self._handed = 0
 
     def _keep(self, view: Buffer) -> None:
         n = len(view)
@@ -306,6 +346,15 @@ class PartCutter:
         self._next_number += 1
         self._target = self._sizer.size_of(self._next_number)
         return part
+
+
+def _unviewed(block: bytearray) -> bool:
+    """Whether no buffer views ``block``: resizing a viewed bytearray is refused."""
+    try:
+        block.append(block.pop())
+    except BufferError:
+        return False
+    return True
 
 
 def as_buffer(chunk: object) -> Buffer:

@@ -44,6 +44,10 @@ T = TypeVar("T")
 _PRODUCER_SLICE = 0.001
 #: Chunks a producer hands straight to the cutter between two looks at the clock.
 _DIRECT_CHUNKS = 16
+#: Chunks of up to _TINY bytes are gathered _GATHER at a time (at most 64 KiB) before
+#: the cutter sees them: a list append costs a tiny chunk less than a call would.
+_TINY = 1024
+_GATHER = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,24 +207,46 @@ class Upload:
     async def _write_all(self, chunks: AsyncIterable[bytes | bytearray | memoryview]) -> None:
         """``await self.write(chunk)`` for every chunk, without a coroutine per small one.
 
-        A small ``bytes`` chunk that completes no part goes straight to the cutter's
-        staging block; ``write()`` runs only for the others, when the producer's time
-        slice is used up, or when the upload needs a look (``_may_take_directly``).
+        Tiny ``bytes`` chunks are gathered (a list append each) and joined in runs of up
+        to ``_GATHER`` of them; a small run or chunk that completes no part goes straight
+        to the cutter's staging block. ``write()`` runs only for the others, when the
+        producer's time slice is used up, or when the upload needs a look
+        (``_may_take_directly``).
         """
         take = self._cutter.take
+        run: list[bytes] = []
+        gather = run.append
+        room = _GATHER
         left = 0
         async for chunk in chunks:
-            if left:
-                left -= 1
-                if take(chunk):
+            if chunk.__class__ is bytes and len(chunk) <= _TINY:
+                gather(chunk)
+                room -= 1
+                if room:
                     continue
-            elif time.monotonic() - self._last_yield <= _PRODUCER_SLICE and \
-                    self._may_take_directly():
-                left = _DIRECT_CHUNKS
-                if take(chunk):
-                    continue
-            await self.write(chunk)
-            left = 0
+                units: tuple[bytes | bytearray | memoryview, ...] = (b"".join(run),)
+                run.clear()
+                room = _GATHER
+            elif run:
+                units = (b"".join(run), chunk)
+                run.clear()
+                room = _GATHER
+            else:
+                units = (chunk,)
+            for data in units:
+                if left:
+                    left -= 1
+                    if take(data):
+                        continue
+                elif time.monotonic() - self._last_yield <= _PRODUCER_SLICE and \
+                        self._may_take_directly():
+                    left = _DIRECT_CHUNKS
+                    if take(data):
+                        continue
+                await self.write(data)
+                left = 0
+        if run:
+            await self.write(b"".join(run))
 
     def _may_take_directly(self) -> bool:
         """Whether the next chunks may skip ``write()``: nothing failed, and nothing

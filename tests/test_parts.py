@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
+from fake_s3 import FakeS3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3stream import UsageError
+from s3stream import S3Client, SourceSizeError, UsageError
 from s3stream._parts import (
     DEFAULT_PART_SIZE,
     GROWTH_INTERVAL,
     Buffer,
     GiB,
+    KiB,
     Limits,
     MiB,
+    Part,
     PartCutter,
     PartSizer,
     TiB,
@@ -205,3 +210,186 @@ def test_limits_are_validated() -> None:
         Limits(min_part_size=10, max_part_size=5)
     with pytest.raises(UsageError):
         Limits(max_parts=0)
+
+
+# ---------------------------------------------------------------- small-chunk staging
+
+# Staging with tiny parts: chunks of up to 6 bytes are copied into blocks of 8.
+STAGED = {"small": 6, "block": 8}
+ROOMY = Limits(min_part_size=1, max_part_size=64, max_parts=100_000, max_object_size=1 << 30)
+
+chunk_mixes = st.lists(
+    st.one_of(st.binary(min_size=0, max_size=6), st.binary(min_size=7, max_size=60)),
+    max_size=60)
+
+
+def cut_staged(chunks: list[bytes], sizer: PartSizer, *, use_take: bool = False,
+               mutable: bool = False, crc: bool = False) -> list[Part]:
+    import zlib
+
+    cutter = PartCutter(sizer, crc=(lambda d, c: zlib.crc32(d, c)) if crc else None, **STAGED)
+    parts: list[Part] = []
+    reused = bytearray(64)
+    fed = 0
+    for chunk in chunks:
+        if use_take and cutter.take(chunk):
+            pass
+        elif mutable:
+            # The caller's one buffer, overwritten right after each call.
+            view = memoryview(reused)[: len(chunk)]
+            view[:] = chunk
+            parts += cutter.feed(view)
+            view[:] = b"\xee" * len(chunk)
+        else:
+            parts += cutter.feed(chunk)
+        fed += len(chunk)
+        assert cutter.total == fed
+        held = sum(len(b) for b in cutter._pending) + cutter._fill - cutter._handed
+        assert held <= sizer.size_of(len(parts) + 1)  # never more than one part held
+    last = cutter.finish()
+    return parts + ([last] if last is not None else [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=chunk_mixes, part_size=st.integers(min_value=1, max_value=24),
+       use_take=st.booleans(), mutable=st.booleans(), grow=st.booleans())
+def test_staged_mixes_rejoin(chunks: list[bytes], part_size: int, use_take: bool,
+                             mutable: bool, grow: bool) -> None:
+    import zlib
+
+    sizer = PartSizer(part_size, grow=grow, limits=ROOMY)
+    parts = cut_staged(chunks, sizer, use_take=use_take, mutable=mutable, crc=True)
+    data = b"".join(chunks)
+    assert b"".join(p.to_bytes() for p in parts) == data
+    assert [p.number for p in parts] == list(range(1, len(parts) + 1))
+    for part in parts:
+        assert part.size == len(part.to_bytes())
+        assert part.crc == zlib.crc32(part.to_bytes())  # every byte once, in order
+    for part in parts[:-1]:
+        assert part.size == sizer.size_of(part.number)
+    if data:
+        assert parts[-1].size >= 1
+    else:
+        assert parts == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(chunks=chunk_mixes, part_size=st.integers(min_value=1, max_value=24))
+def test_take_is_feed_without_a_part(chunks: list[bytes], part_size: int) -> None:
+    # take() accepts only what completes nothing; the parts are the same either way.
+    sizer = PartSizer(part_size, limits=ROOMY)
+    with_take = [p.to_bytes() for p in cut_staged(chunks, sizer, use_take=True)]
+    without = [p.to_bytes() for p in cut_staged(chunks, sizer)]
+    assert with_take == without
+
+
+def test_take_refuses_large_chunks_mutable_ones_and_part_ends() -> None:
+    cutter = PartCutter(PartSizer(10, limits=ROOMY), **STAGED)
+    assert not cutter.take(b"x" * 7)  # larger than small: kept by feed(), not copied
+    assert not cutter.take(bytearray(b"ab"))  # mutable: feed() copies it
+    assert not cutter.take("text")
+    assert cutter.take(b"ab") is False  # no block yet: feed() makes one
+    assert cutter.feed(b"ab") == []
+    assert cutter.take(b"cde")
+    assert not cutter.take(b"fgh")  # would fill the block of 8
+    assert cutter.feed(b"fgh") == []
+    assert cutter.total == 8
+
+
+def test_large_bytes_are_still_not_copied_between_small_ones() -> None:
+    big = bytes(range(100))
+    cutter = PartCutter(PartSizer(40, limits=ROOMY), **STAGED)
+    parts = cutter.feed(b"abc") + cutter.feed(big) + cutter.feed(b"de")
+    last = cutter.finish()
+    assert last is not None
+    parts.append(last)
+    assert b"".join(p.to_bytes() for p in parts) == b"abc" + big + b"de"
+    pieces = [c for p in parts for c in p.chunks]
+    assert any(memoryview(c).obj is big for c in pieces)
+
+
+def test_a_part_of_tiny_chunks_holds_few_buffers() -> None:
+    cutter = PartCutter(PartSizer(8 * MiB))  # the defaults: 64 KiB small, 512 KiB blocks
+    parts: list[Part] = []
+    for _ in range(9 * MiB // 100):
+        if not cutter.take(b"y" * 100):
+            parts += cutter.feed(b"y" * 100)
+    (part,) = parts
+    assert part.size == 8 * MiB and part.to_bytes() == b"y" * (8 * MiB)
+    assert len(part.chunks) <= 8 * MiB // (512 * KiB) + 1
+
+
+def test_blocks_are_filled_again_once_their_parts_are_gone() -> None:
+    cutter = PartCutter(PartSizer(16, limits=ROOMY), **STAGED)
+    blocks: list[bytearray] = []  # held here, so no id is reused
+    out = []
+    for i in range(200):
+        out += [part.to_bytes() for part in cutter.feed(bytes([i % 251]) * 3)]  # "sent"
+        if not any(b is cutter._stage for b in blocks):
+            blocks.append(cutter._stage)
+    assert len(out) == 37
+    assert b"".join(out) == b"".join(bytes([i % 251]) * 3 for i in range(200))[: 37 * 16]
+    # 600 bytes went through blocks of 8: without reuse that would be 75 blocks.
+    assert len(blocks) <= 6
+
+
+def test_a_block_still_viewed_by_a_part_is_never_overwritten() -> None:
+    cutter = PartCutter(PartSizer(16, limits=ROOMY), **STAGED)
+    kept = []
+    for i in range(100):
+        kept += cutter.feed(bytes([65 + i % 26]) * 3)
+    last = cutter.finish()
+    assert last is not None
+    kept.append(last)
+    expected = b"".join(bytes([65 + i % 26]) * 3 for i in range(100))
+    assert b"".join(p.to_bytes() for p in kept) == expected
+    for part in kept:
+        for piece in part.chunks:
+            assert memoryview(piece).readonly
+
+
+# --------------------------------------------- end to end: S3Client.upload() of small chunks
+
+
+async def _chunks_of(data: bytes, sizes: list[int], reuse: bool) -> AsyncIterator[object]:
+    buffer = bytearray(max(sizes))
+    at = 0
+    i = 0
+    while at < len(data):
+        n = sizes[i % len(sizes)]
+        i += 1
+        piece = data[at : at + n]
+        at += len(piece)
+        if reuse and i % 3 == 0:
+            # One buffer the source overwrites after each yield, as a socket reader does.
+            view = memoryview(buffer)[: len(piece)]
+            view[:] = piece
+            yield view
+            view[:] = b"\xee" * len(piece)
+        else:
+            yield piece
+
+
+@pytest.mark.parametrize("sizes", [[1], [1, 700, 3], [1000, 1, 5000, 70_000, 2], [64 * KiB],
+                                   [4 * KiB, 2 * MiB, 1]])
+async def test_upload_of_small_chunks_stores_every_byte(
+    fake: FakeS3, client: S3Client, sizes: list[int]
+) -> None:
+    import random
+
+    total = 11 * MiB + 123 if sizes != [1] else 5 * MiB + 7  # 1-byte chunks: keep it short
+    data = random.Random(7).randbytes(total)
+    result = await client.upload("bucket", "k", _chunks_of(data, sizes, reuse=True),
+                                 part_size=5 * MiB, checksum="crc32")
+    assert fake.objects["k"] == data
+    assert result.size == total and result.part_count == -(-total // (5 * MiB))
+
+
+async def test_upload_of_tiny_chunks_past_size_fails_before_sending_them(
+    fake: FakeS3, client: S3Client
+) -> None:
+    data = bytes(6 * MiB)
+    with pytest.raises(SourceSizeError):
+        await client.upload("bucket", "k", _chunks_of(data, [100, 1], reuse=False),
+                            size=5 * MiB + 10, part_size=5 * MiB)
+    assert "k" not in fake.objects
