@@ -1,7 +1,12 @@
 """The examples, run against the real local S3 server (SeaweedFS, SigV4 enforced).
 
 The web service runs as a separate process, exactly as a user would start it, and gets a
-200 MiB chunked upload; its memory is watched from outside while it streams. The
+200 MiB chunked upload; its memory is watched from outside while it streams. It is also
+given what a deployed service meets: bodies over its maximum (by Content-Length, with and
+without ``Expect: 100-continue``, and chunked), clients that disconnect or go quiet
+mid-body, wrong credentials, a store that refuses a part, an unreachable endpoint; each
+time the answer, the service's log and the bucket (no object, no open multipart upload,
+checked with boto3) are looked at. The README's example runs in-process. The
 ``s3stream_local_s3`` / ``s3stream_bucket`` fixtures come from the s3stream pytest plugin
 (the ``pytest11`` entry point of the installed package); ``bucket`` and ``boto`` (the
 independent boto3 client that reads objects back) from conftest.py.
