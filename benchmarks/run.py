@@ -18,6 +18,10 @@ What it does, strictly one thing at a time (never two uploads at once):
 4. Event-loop responsiveness: the longest event-loop stall seen by a 1 ms ticker task
    while each asyncio client uploads at full speed.
 5. End to end against a real SeaweedFS (``s3stream.testing``): server-bound.
+6. Small chunks (``smallchunks``): a ``--smallchunks-size`` object (128 MiB) in chunks of
+   each ``--chunk-sizes`` (1 MiB down to 1 KiB), each client's MiB/s and its ratio to
+   its own 1 MiB-chunk run of the same round; and ``--byte-chunks-size`` (6 MiB) of
+   one-byte chunks, timed against iterating the source alone (the ``source`` row).
 
 Prints markdown tables and writes everything to ``benchmarks/results/latest.json``.
 Benchmarks are measurements, never timed tests: nothing here fails on a number.
@@ -145,7 +149,7 @@ class Runner:
     def client_cmd(self, client: str, *, endpoint: str, size: int, key: str,
                    source: str = "pool", ticker: bool = False, kwargs: dict[str, Any] | None
                    = None, bucket: str = "bench", creds: tuple[str, str] | None = None,
-                   loop: str | None = None) -> list[str]:
+                   loop: str | None = None, chunk_size: int | None = None) -> list[str]:
         a = self.args
         cmd = [sys.executable, str(HERE / "run_client.py"), "--client", client,
                "--endpoint", endpoint, "--bucket", bucket, "--key", key, "--size", str(size),
@@ -153,6 +157,8 @@ class Runner:
                "--source", source, "--loop", loop or a.loop]
         if kwargs:
             cmd += ["--kwargs", json.dumps(kwargs)]
+        if chunk_size is not None:
+            cmd += ["--chunk-size", str(chunk_size)]
         if ticker:
             cmd.append("--ticker")
         if creds:
@@ -175,16 +181,16 @@ class Runner:
     def against_sink(self, sink: Sink, phase: str, client: str, size: int, *,
                      source: str = "pool", ticker: bool = False,
                      kwargs: dict[str, Any] | None = None,
-                     loop: str | None = None) -> dict[str, Any]:
+                     loop: str | None = None, chunk_size: int | None = None) -> dict[str, Any]:
         self.counter += 1
         key = f"{phase}/{client}/{self.counter}"
         before = sink.stats()
         result = self.run_client(self.client_cmd(
             client, endpoint=sink.endpoint, size=size, key=key, source=source, ticker=ticker,
-            kwargs=kwargs, loop=loop), size)
+            kwargs=kwargs, loop=loop, chunk_size=chunk_size), size)
         after = sink.stats(key)
         sink_cpu = after["cpu_s"] - before["cpu_s"]
-        result.update(phase=phase, client=client, size=size,
+        result.update(phase=phase, client=client, size=size, chunk_size=chunk_size,
                       sink_cpu_s=sink_cpu, sink_cpu_s_per_gib=sink_cpu / (size / GiB))
         if result.get("ok") and client != "source":
             obj = after.get("object")
@@ -199,7 +205,8 @@ class Runner:
                   + (f" stall {result['stall_max_ms']:.1f} ms" if "stall_max_ms" in result
                      else "")
                   if result.get("ok") else "FAILED: " + str(result.get("error"))[:200])
-        print(f"  [{phase}] {client:26} {fmt_size(size):>8} {source:5} {status}",
+        chunks = f" {fmt_size(chunk_size)} chunks" if chunk_size else ""
+        print(f"  [{phase}] {client:26} {fmt_size(size):>8} {source:5}{chunks} {status}",
               file=sys.stderr, flush=True)
         return result
 
@@ -433,7 +440,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-sizes", default="256MiB,1GiB,4GiB")
     p.add_argument("--seaweedfs-size", type=parse_size, default=GiB)
     p.add_argument("--skip", default="",
-                   help="comma-separated phases to skip: throughput,memory,stall,seaweedfs")
+                   help="comma-separated phases to skip: throughput,memory,stall,seaweedfs,"
+                        "smallchunks")
+    p.add_argument("--chunk-sizes", default="1MiB,64KiB,16KiB,4KiB,1KiB",
+                   help="smallchunks: the chunk sizes, the first the reference of the ratios")
+    p.add_argument("--smallchunks-size", type=parse_size, default=128 * MiB)
+    p.add_argument("--byte-chunks-size", type=parse_size, default=6 * MiB,
+                   help="smallchunks: bytes uploaded in one-byte chunks (0: none)")
+    p.add_argument("--smallchunks-clients", default="s3stream,obstore")
+    p.add_argument("--byte-chunks-clients", default="s3stream",
+                   help="smallchunks: the one-byte rows besides source (obstore spends ~60 µs "
+                        "a chunk: 6 MiB of them take ~7 minutes)")
+    p.add_argument("--smallchunks-source", choices=["fresh", "pool"], default="fresh")
     p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
                    help="event loop of the asyncio clients")
     p.add_argument("--sink-loop", choices=["auto", "asyncio", "uvloop"], default="auto")
@@ -550,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
                    "used about as much CPU as the stall lasted, code held the loop; when it "
                    "used much less, the thread was waiting for a core (or the GIL).", "",
                    stall_table(ssum, stall_clients), ""]
+        if "smallchunks" not in skip:
+            md += smallchunks_phase(runner, sink, args, report)
         if "seaweedfs" not in skip:
             print("## SeaweedFS end to end", file=sys.stderr)
             md += seaweed_phase(runner, args, kw)
@@ -572,6 +592,102 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"\n(results: {args.out} and {args.out.with_suffix('.md').name})", file=sys.stderr)
     return 0
+
+
+def smallchunks_phase(runner: Runner, sink: Sink, args: argparse.Namespace,
+                      report: dict[str, Any]) -> list[str]:
+    """The same object in chunks of each size, and one-byte chunks against the source."""
+    sizes = [parse_size(x) for x in args.chunk_sizes.split(",") if x.strip()]
+    clients = [c.strip() for c in args.smallchunks_clients.split(",") if c.strip()]
+    size, source = args.smallchunks_size, args.smallchunks_source
+    tiny = args.byte_chunks_size
+    tiny_clients = ["source", *(c.strip() for c in args.byte_chunks_clients.split(",")
+                                if c.strip() and c.strip() != "source")]
+    print(f"## small chunks ({args.repeats} rounds)", file=sys.stderr)
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for _ in range(args.repeats):
+        for chunk in sizes:
+            for c in clients:
+                runs.setdefault((c, chunk), []).append(runner.against_sink(
+                    sink, "smallchunks", c, size, source=source, chunk_size=chunk))
+        if tiny:
+            for c in tiny_clients:
+                runs.setdefault((c, 1), []).append(runner.against_sink(
+                    sink, "smallchunks", c, tiny, source=source, chunk_size=1))
+        sink.reset()
+    summary = {k: summarize(v) for k, v in runs.items()}
+    report["smallchunks"] = {f"{c}@{n}": v for (c, n), v in summary.items()}
+    ref = sizes[0]
+    header = ["chunk size"]
+    for c in clients:
+        header += [f"{c} MiB/s", f"{c} ÷ its {fmt_size(ref)} chunks (per round)"]
+    if len(clients) > 1:
+        header.append(f"{clients[0]} ÷ {clients[1]} (per round)")
+    header.append(f"{clients[0]} peak RSS MiB")
+    rows = []
+    for chunk in sizes:
+        row = [fmt_size(chunk)]
+        for c in clients:
+            s, base = summary.get((c, chunk), {}), summary.get((c, ref), {})
+            if not s.get("ok"):
+                row += ["—", f"did not run: {str(s.get('error'))[:80]}"]
+                continue
+            p = paired_ratio(s, base) if base.get("ok") else None
+            row += [f0(s["mib_s"]), f"{p[0]:.2f}x ({p[1]:.2f}-{p[2]:.2f})" if p else "—"]
+        if len(clients) > 1:
+            a, b = summary.get((clients[0], chunk), {}), summary.get((clients[1], chunk), {})
+            p = paired_ratio(a, b) if a.get("ok") and b.get("ok") else None
+            row.append(f"{p[0]:.2f}x ({p[1]:.2f}-{p[2]:.2f})" if p else "—")
+        first = summary.get((clients[0], chunk), {})
+        row.append(f0(first["rss_peak_mib"]) if first.get("ok") else "—")
+        rows.append(row)
+    md = [f"### Small chunks: a {fmt_size(size)} object in chunks of each size "
+          f"({SOURCE_TEXT[source]}), {fmt_size(args.part_size)} parts, {args.concurrency} in "
+          "flight, unsigned, no checksum",
+          f"Median of {args.repeats} interleaved rounds; each ratio is taken within a round "
+          "(median, range).", "", table(header, rows), ""]
+    if tiny:
+        src = summary.get(("source", 1), {})
+        trows = []
+        for c in tiny_clients:
+            s = summary.get((c, 1), {})
+            if not s.get("ok"):
+                trows.append([c, "—", "—", f"did not run: {str(s.get('error'))[:120]}"])
+                continue
+            walls = [r["wall_s"] for r in runs[(c, 1)]]
+            base = [r["wall_s"] for r in runs[("source", 1)]] if src.get("ok") else []
+            pairs = [w / b for w, b in zip(walls, base, strict=False)]
+            trows.append([c, f2(s["wall_s"]),
+                          f"{med(pairs):.2f}x ({min(pairs):.2f}-{max(pairs):.2f})"
+                          if pairs and c != "source" else "1", ""])
+        md += [f"{fmt_size(tiny)} in one-byte chunks ({tiny:,} chunks), against iterating "
+               "the source alone:", "",
+               table(["client", "seconds (median)", "÷ the source alone (per round)", "notes"],
+                     trows), ""]
+    targets_md = []
+
+    def ratio_of(chunk: int) -> float | None:
+        p = paired_ratio(summary.get(("s3stream", chunk), {}),
+                         summary.get(("s3stream", ref), {}))
+        return p[0] if p else None
+
+    for chunk, want in ((4 * KiB, 0.6), (64 * KiB, 0.85)):
+        r = ratio_of(chunk) if chunk in sizes and ref == MiB else None
+        if r is not None:
+            targets_md.append(f"| s3stream {fmt_size(chunk)} chunks ≥ {want}x its 1 MiB chunks "
+                              f"| {r:.2f}x | {'met' if r >= want else '**not met**'} |")
+    if tiny and ("s3stream", 1) in runs and ("source", 1) in runs:
+        pairs = [a["wall_s"] / b["wall_s"] for a, b in zip(runs[("s3stream", 1)],
+                                                          runs[("source", 1)], strict=False)
+                 if a.get("ok") and b.get("ok")]
+        if pairs:
+            verdict = "met" if med(pairs) <= 3 else "**not met**"
+            targets_md.append("| s3stream one-byte chunks within 3x the source alone "
+                              f"| {med(pairs):.2f}x | {verdict} |")
+    if targets_md:
+        md += ["| small-chunk target | measured (per round, median) | |", "|---|---|---|",
+               *targets_md, ""]
+    return md
 
 
 def seaweed_phase(runner: Runner, args: argparse.Namespace,
