@@ -1,11 +1,13 @@
 """S3's multipart limits as data, part-size planning, and the cutter that turns a
 byte stream into parts. Pure: no I/O, no event loop.
 
-The cutter never holds more than one part plus the chunk being cut. It emits a
-part only once at least one byte *beyond* it has arrived, so the part it emits
-from ``finish()`` is always the non-empty last part. That one rule means an
-object of exactly N parts never ends with an empty part, and a stream that ends
-inside (or exactly at the end of) the first part is known to be a single PutObject.
+The cutter never holds more than one part plus the chunk being cut (small chunks it
+has copied count toward that part; the staging blocks it keeps for reuse are those the
+parts in flight were cut from). It emits a part only once at least one byte *beyond*
+it has arrived, so the part it emits from ``finish()`` is always the non-empty last
+part. That one rule means an object of exactly N parts never ends with an empty part,
+and a stream that ends inside (or exactly at the end of) the first part is known to be
+a single PutObject.
 """
 
 from __future__ import annotations
