@@ -139,6 +139,8 @@ class TooManyParts(UsageError):
 #: a part made of thousands of tiny chunks would cost a send (and a turn of the event
 #: loop) per chunk. Larger chunks of ``bytes`` are kept as they are, without a copy.
 SMALL_CHUNK = 64 * KiB
+#: Free staging blocks a cutter keeps for reuse (beyond them, they go back to the allocator).
+_SPARE_BLOCKS = 2
 #: The size of a staging block (the transport's write slice).
 STAGE_BLOCK = 512 * KiB
 
@@ -299,6 +301,23 @@ class PartCutter:
             self._stage = bytearray(self._block_size)
         self._view = memoryview(self._stage).toreadonly()
         self._fill = self._handed = 0
+
+    def trim_spares(self, keep: int = _SPARE_BLOCKS) -> int:
+        """Drop all but ``keep`` of the staging blocks no part views any more; returns
+        how many were dropped. Their memory was a part's, which the client's memory
+        budget no longer counts once the part is sent: an upload waiting for its next
+        reservation must not go on holding it."""
+        kept: deque[bytearray] = deque()
+        spare = dropped = 0
+        for block in self._used:
+            if _unviewed(block):
+                spare += 1
+                if spare > keep:
+                    dropped += 1
+                    continue
+            kept.append(block)
+        self._used = kept
+        return dropped
 
     def _keep(self, view: Buffer) -> None:
         n = len(view)

@@ -279,6 +279,8 @@ class Upload:
         amount = self._sizer.size_of(len(self._state.started) + 1)
         if self._opts.size is not None:
             amount = min(amount, max(1, self._opts.size - self._cutter.total))
+        # Blocks of parts already sent are no longer counted: give them back first.
+        self._cutter.trim_spares()
         return await self._budget.acquire(amount)
 
     def _release(self, amount: int) -> None:

@@ -393,3 +393,22 @@ async def test_upload_of_tiny_chunks_past_size_fails_before_sending_them(
         await client.upload("bucket", "k", _chunks_of(data, [100, 1], reuse=False),
                             size=5 * MiB + 10, part_size=5 * MiB)
     assert "k" not in fake.objects
+
+
+def test_staging_blocks_of_sent_parts_are_given_back() -> None:
+    # Parts cut from small chunks view staging blocks; once the parts are gone (sent),
+    # an upload keeps at most two blocks for reuse, not every block it ever filled.
+    cutter = PartCutter(PartSizer(5 * MiB, limits=Limits(5 * MiB, 5 * GiB, 10_000, TiB)))
+    chunk = b"x" * (4 * KiB)
+    parts: list[Part] = []
+    for _ in range(4 * (5 * MiB) // len(chunk)):
+        parts.extend(cutter.feed(chunk))
+    assert len(parts) == 3
+    in_use = cutter.trim_spares()
+    assert in_use == 0  # every block still views (or is) a part that is not sent yet
+    kept_before = len(cutter._used)
+    parts.clear()  # sent: nothing views their blocks any more
+    dropped = cutter.trim_spares()
+    # What stays: the blocks of the part being filled (not sent yet), and two spares.
+    assert dropped > 0 and len(cutter._used) == kept_before - dropped
+    assert len(cutter._used) <= (5 * MiB) // (512 * KiB) + 2
