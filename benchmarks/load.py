@@ -6,10 +6,13 @@ for every request), and ``benchmarks/sink.py`` (a local S3 that discards bodies)
 
     python benchmarks/load.py                          # N = 1, 8, 32, 64; 256 MiB each
     python benchmarks/load.py --clients 64 --size-mib 256 --budgets none,256
+    python benchmarks/load.py --services s3stream       # without the aiobotocore peer
 
-For each N and memory budget it reports the aggregate MiB/s, the service's idle and
-peak RSS (sampled every 10 ms through /proc), its growth over idle, and /health latency
-(p50/p99, probed every 50 ms on the same event loop that streams the uploads). Each
+The same service written with aiobotocore (``benchmarks/aiobotocore_service.py``) runs
+beside it. For each service, N and memory budget it reports the aggregate MiB/s, the
+service's idle and peak RSS (sampled every 10 ms through /proc), its growth over idle, and
+/health latency (p50/p99, probed every 50 ms on the same event loop that streams the
+uploads). Each
 POST carries Content-Length, which the service passes as ``size=``. Results go to
 ``benchmarks/results/load.json`` and ``load.md``.
 """
@@ -103,10 +106,12 @@ async def _probe(url: str, stop: asyncio.Event, latencies: list[float]) -> None:
             await asyncio.sleep(0.05)
 
 
-async def _one_run(service_url: str, pid: int, clients: int, size: int) -> dict[str, Any]:
+async def _one_run(service_url: str, pid: int, clients: int, size: int,
+                   idle: int) -> dict[str, Any]:
+    """``idle`` is the service's RSS when it had just started: an earlier run's heap, which
+    the allocator keeps, is not this run's growth, but it is the service's memory."""
     stop = asyncio.Event()
     peak = [psutil.Process(pid).memory_info().rss]
-    idle = peak[0]
     latencies: list[float] = []
     sampler = asyncio.create_task(_sample_rss(pid, stop, peak))
     prober = asyncio.create_task(_probe(service_url, stop, latencies))
@@ -137,13 +142,20 @@ async def _one_run(service_url: str, pid: int, clients: int, size: int) -> dict[
     }
 
 
-def run(clients: list[int], size: int, budgets: list[int | None]) -> list[dict[str, Any]]:
+SERVICES = {"s3stream": ROOT / "examples" / "web_service.py",
+            "aiobotocore": HERE / "aiobotocore_service.py"}
+
+
+def run(clients: list[int], size: int, budgets: list[int | None],
+        services: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     sink = _start([sys.executable, str(HERE / "sink.py"), "--port", "0"], dict(os.environ))
     try:
         assert sink.stdout is not None
         sink_port = json.loads(sink.stdout.readline())["port"]
-        for budget in budgets:
+        configs = [(name, budget) for name in services
+                   for budget in (budgets if name == "s3stream" else [None])]
+        for name, budget in configs:
             port = _free_port()
             env = {**os.environ, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{sink_port}",
                    "AWS_ACCESS_KEY_ID": "AKIDBENCH", "AWS_SECRET_ACCESS_KEY": "bench-secret",
@@ -151,13 +163,15 @@ def run(clients: list[int], size: int, budgets: list[int | None]) -> list[dict[s
                    "UPLOAD_BUCKET": "bench", "UPLOAD_PORT": str(port),
                    "UPLOAD_MAX_BYTES": str(size + 1), "LOG_LEVEL": "WARNING",
                    "UPLOAD_MEMORY_LIMIT_MIB": "none" if budget is None else str(budget)}
-            service = _start([sys.executable, str(ROOT / "examples" / "web_service.py")], env)
+            service = _start([sys.executable, str(SERVICES[name])], env)
             try:
                 url = f"http://127.0.0.1:{port}"
                 asyncio.run(_wait_healthy(url, service))
+                idle = psutil.Process(service.pid).memory_info().rss
                 for n in clients:
-                    row = asyncio.run(_one_run(url, service.pid, n, size))
+                    row = asyncio.run(_one_run(url, service.pid, n, size, idle))
                     row["memory_limit_mib"] = budget
+                    row["service"] = name
                     print(json.dumps(row), flush=True)
                     rows.append(row)
             finally:
@@ -168,11 +182,12 @@ def run(clients: list[int], size: int, budgets: list[int | None]) -> list[dict[s
 
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| memory_limit | POSTs | MiB/s | idle RSS | peak RSS | growth | /health p50 | p99 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| service | memory_limit | POSTs | MiB/s | idle RSS | peak RSS | growth | "
+             "/health p50 | p99 |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         budget = "none" if r["memory_limit_mib"] is None else f"{r['memory_limit_mib']} MiB"
-        lines.append(f"| {budget} | {r['clients']} | {r['aggregate_mib_s']:,} | "
+        lines.append(f"| {r.get('service', 's3stream')} | {budget} | {r['clients']} | "
+                     f"{r['aggregate_mib_s']:,} | "
                      f"{r['idle_rss_mib']} | {r['peak_rss_mib']} | {r['growth_mib']} | "
                      f"{r['health_p50_ms']} ms | {r['health_p99_ms']} ms |")
     return "\n".join(lines) + "\n"
@@ -184,11 +199,12 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--budgets", default="none,256",
                         help="memory_limit values in MiB, 'none' for unlimited")
+    parser.add_argument("--services", default="s3stream,aiobotocore")
     parser.add_argument("--out", default=str(HERE / "results" / "load.json"))
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     budgets = [None if b == "none" else int(b) for b in args.budgets.split(",")]
-    rows = run(clients, args.size_mib * MiB, budgets)
+    rows = run(clients, args.size_mib * MiB, budgets, args.services.split(","))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/load.py " + " ".join(sys.argv[1:])
