@@ -30,7 +30,7 @@ from .credentials import (
     resolve_region,
 )
 from .credentials._chain import StaticProvider, as_provider, resolve_provider
-from .credentials._files import resolve_flag
+from .credentials._files import read_profile_files, resolve_flag
 from .credentials._refresh import RefreshingCredentials
 from .exceptions import DeadlineError, SourceSizeError, UsageError
 
@@ -145,9 +145,10 @@ def _check_concurrency(concurrency: object) -> int:
     return _check_count("concurrency", concurrency)
 
 
-async def _pump_with_idle_limit(chunks: AsyncIterator[Any], up: Upload, idle: float) -> None:
-    """Feed ``up`` from ``chunks``, failing when the source produces nothing for ``idle``
-    seconds (a client that stopped sending its body must not hold parts forever)."""
+async def _idle_limited(chunks: AsyncIterator[Any], idle: float,
+                        where: str) -> AsyncIterator[Any]:
+    """``chunks``, failing when the source produces nothing for ``idle`` seconds (a client
+    that stopped sending its body must not hold parts forever)."""
     while True:
         try:
             async with asyncio.timeout(idle):
@@ -156,10 +157,9 @@ async def _pump_with_idle_limit(chunks: AsyncIterator[Any], up: Upload, idle: fl
             return
         except TimeoutError:
             raise DeadlineError(
-                f"s3://{up.bucket}/{up.key}: the source produced nothing for "
-                f"source_timeout={idle} s; the upload was aborted", which="source_timeout",
-                seconds=idle) from None
-        await up.write(chunk)
+                f"{where}: the source produced nothing for source_timeout={idle} s; the "
+                "upload was aborted", which="source_timeout", seconds=idle) from None
+        yield chunk
 
 
 def _check_part_size(part_size: object) -> int | None:
@@ -252,19 +252,22 @@ class S3Client:
         check_user_agent_extra(user_agent_extra)
 
         env = os.environ if environ is None else environ
-        self.region = resolve_region(region, env)
+        # The shared files are read once here, for every setting they may hold.
+        files = read_profile_files(env)
+        self.region = resolve_region(region, env, files)
         # No network I/O here: static credentials are taken as they are, anything else
         # (STS, SSO, metadata services) is the chain's job on the first request. When no
         # source at all applies, NoCredentialsError is raised now, never anonymous.
-        provider = resolve_provider(credentials, env)
+        provider = resolve_provider(credentials, env, files)
         #: What requests are signed with: static ``Credentials`` (``anonymous()`` for
         #: unsigned requests), or the provider that finds and refreshes them.
         self.credentials: Credentials | CredentialProvider = (
             provider.credentials if isinstance(provider, StaticProvider) else provider)
         self._endpoint = proto.Endpoint.parse(
-            resolve_endpoint(endpoint, env), region=self.region, addressing=addressing,
-            dualstack=resolve_flag("AWS_USE_DUALSTACK_ENDPOINT", "use_dualstack_endpoint", env),
-            fips=resolve_flag("AWS_USE_FIPS_ENDPOINT", "use_fips_endpoint", env),
+            resolve_endpoint(endpoint, env, files), region=self.region, addressing=addressing,
+            dualstack=resolve_flag("AWS_USE_DUALSTACK_ENDPOINT", "use_dualstack_endpoint", env,
+                                   files),
+            fips=resolve_flag("AWS_USE_FIPS_ENDPOINT", "use_fips_endpoint", env, files),
         )
         self._sign_payload = (not self._endpoint.is_https) if sign_payload is None \
             else sign_payload
@@ -461,11 +464,10 @@ class S3Client:
                              limits=self.limits))
             deadline = asyncio.timeout(timeout)
             try:
+                if source_timeout is not None:
+                    chunks = _idle_limited(chunks, source_timeout, f"s3://{bucket}/{key}")
                 async with deadline, up:
-                    if source_timeout is None:
-                        await up._write_all(chunks)  # up.write() of each chunk, batched
-                    else:
-                        await _pump_with_idle_limit(chunks, up, source_timeout)
+                    await up._write_all(chunks)  # up.write() of each chunk, batched
             except TimeoutError as exc:
                 if isinstance(exc, DeadlineError) or not deadline.expired():
                     raise

@@ -167,8 +167,8 @@ class Requester:
     # ------------------------------------------------------------------ requests
 
     def _signed_headers(self, request: proto.Request, payload_hash: str,
-                        credentials: Credentials) -> list[tuple[str, str]]:
-        endpoint, region = self._where(request.bucket)
+                        credentials: Credentials, endpoint: proto.Endpoint,
+                        region: str) -> list[tuple[str, str]]:
         headers = [("Host", endpoint.netloc(request.bucket)), *request.headers]
         if not credentials.is_anonymous:
             added = sign_headers(
@@ -226,7 +226,7 @@ class Requester:
             credentials = await self.credentials.get()
             endpoint, region = self._where(request.bucket)
             url = endpoint.url(request.bucket, request.key, request.query)
-            headers = self._signed_headers(request, payload_hash, credentials)
+            headers = self._signed_headers(request, payload_hash, credentials, endpoint, region)
             error: TransportError | S3ResponseError
             try:
                 response = await self.transport.send(

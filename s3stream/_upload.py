@@ -153,6 +153,8 @@ class Upload:
         self._maybe_committed = False
         self._finished = False
         self._stats = RequestStats()
+        #: Bytes of the parts S3 has acknowledged (for ``progress``).
+        self._acked = 0
         self._started = self._last_yield = time.monotonic()
         self._failure: BaseException | None = None
         self._aborted = False
@@ -322,9 +324,9 @@ class Upload:
     def _report(self, final: bool = False) -> None:
         if self._opts.progress is None:
             return
-        done = self._state.done
-        acked = self._cutter.total if final else sum(self._state.sizes[n] for n in done)
-        self._opts.progress(Progress(self._cutter.total, acked, len(done) or int(final),
+        done = len(self._state.done)
+        acked = self._cutter.total if final else self._acked
+        self._opts.progress(Progress(self._cutter.total, acked, done or int(final),
                                      self._opts.size))
 
     def _stats_now(self, parts: int) -> UploadStats:
@@ -454,6 +456,7 @@ class Upload:
                                             payload_hash=self._requester.hash_for(digest))
             listed = self._plan.part_done(part.number, digest, part.size, sent[0], echoed)
             self._state.part_done(_xml.CompletedPart(part.number, etag, listed))
+            self._acked += part.size
             self._report()
         except Exception as exc:
             if self._part_error is None:

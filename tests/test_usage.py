@@ -383,3 +383,26 @@ async def test_fifo_path_is_streamed_not_taken_as_empty(
     async with client(fake) as s3:
         result = await s3.upload(BUCKET, "k", path)
     assert result.size == len(data) and fake.objects["k"] == data
+
+
+def test_client_reads_each_shared_file_once(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3stream.credentials import _files
+
+    (tmp_path / ".aws").mkdir()
+    (tmp_path / ".aws" / "config").write_text("[default]\nregion = eu-west-2\n")
+    (tmp_path / ".aws" / "credentials").write_text(
+        "[default]\naws_access_key_id = K\naws_secret_access_key = S\n")
+    reads: list[str] = []
+    real = _files._read_ini
+
+    def counting(path: str) -> Any:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(_files, "_read_ini", counting)
+    client = S3Client(environ={"HOME": str(tmp_path)})
+    # Region, endpoint, dual-stack/FIPS flags and credentials: one read of each file.
+    assert sorted(reads) == sorted([str(tmp_path / ".aws" / "config"),
+                                    str(tmp_path / ".aws" / "credentials")])
+    assert client.region == "eu-west-2" and client.credentials == Credentials("K", "S")

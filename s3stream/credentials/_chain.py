@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ..exceptions import UsageError
-from ._files import profile_sections, resolve_credentials
+from ._files import ProfileFiles, profile_sections, read_profile_files, resolve_credentials
 from ._model import CredentialProvider, Credentials, CredentialsNotFound, ProviderContext
 
 CredentialsCallable = Callable[[], Awaitable[Credentials]]
@@ -125,7 +125,8 @@ def imds_disabled(environ: Mapping[str, str]) -> bool:
     return environ.get("AWS_EC2_METADATA_DISABLED", "").strip().lower() == "true"
 
 
-def resolve_provider(credentials: Any, environ: Mapping[str, str]) -> CredentialProvider:
+def resolve_provider(credentials: Any, environ: Mapping[str, str],
+                     files: ProfileFiles | None = None) -> CredentialProvider:
     """The provider an ``S3Client`` signs with, decided without any network I/O.
 
     Static credentials (the argument; else the environment variables; else static keys
@@ -137,11 +138,12 @@ def resolve_provider(credentials: Any, environ: Mapping[str, str]) -> Credential
     explicit = as_provider(credentials)
     if explicit is not None:
         return explicit
-    found = resolve_credentials(None, environ)
+    files = files or read_profile_files(environ)
+    found = resolve_credentials(None, environ, files)
     env_has_keys = bool(environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"))
     if isinstance(found, Credentials) and env_has_keys:
         return StaticProvider(found, EnvironmentProvider.name)
-    sections = profile_sections(environ)
+    sections = profile_sections(environ, files)
     dynamic = any(environ.get(name) for name in _DYNAMIC_ENV) or any(
         section.get(key) for section in sections for key in _DYNAMIC_PROFILE_KEYS)
     if isinstance(found, Credentials) and not dynamic:

@@ -68,7 +68,16 @@ _UNSUPPORTED = ("credential_process", "role_arn", "sso_session", "sso_start_url"
                 "web_identity_token_file", "credential_source")
 
 
-def _profile_files(environ: Mapping[str, str]) -> tuple[_ProfileFile, _ProfileFile]:
+ProfileFiles = tuple[_ProfileFile, _ProfileFile]
+
+
+def read_profile_files(environ: Mapping[str, str]) -> ProfileFiles:
+    """Read the profile from both shared files, once, for the resolvers below (each takes
+    the result as ``files=``, so that a client's settings cost one read of each file)."""
+    return _profile_files(environ)
+
+
+def _profile_files(environ: Mapping[str, str]) -> ProfileFiles:
     """The profile in the shared credentials file, then in the config file."""
     home = environ.get("HOME") or str(Path.home())
     profile = _profile_name(environ)
@@ -90,9 +99,10 @@ def _profile_files(environ: Mapping[str, str]) -> tuple[_ProfileFile, _ProfileFi
     return out[0], out[1]
 
 
-def profile_sections(environ: Mapping[str, str]) -> list[dict[str, str]]:
+def profile_sections(environ: Mapping[str, str],
+                     files: ProfileFiles | None = None) -> list[dict[str, str]]:
     """The profile's settings, credentials file first, then the config file."""
-    return [f.section for f in _profile_files(environ) if f.section is not None]
+    return [f.section for f in files or _profile_files(environ) if f.section is not None]
 
 
 profile_name = _profile_name
@@ -165,8 +175,9 @@ def load_shared_config(environ: Mapping[str, str]) -> SharedConfig:
                         _sections(config_path))
 
 
-def _from_profile(environ: Mapping[str, str], option: str) -> str | None:
-    for section in profile_sections(environ):
+def _from_profile(environ: Mapping[str, str], option: str,
+                  files: ProfileFiles | None = None) -> str | None:
+    for section in profile_sections(environ, files):
         value = section.get(option)
         if value:
             return value.strip()
@@ -193,7 +204,8 @@ def _why_not(found: _ProfileFile) -> str:
 
 
 def resolve_credentials(
-    explicit: Credentials | None, environ: Mapping[str, str]
+    explicit: Credentials | None, environ: Mapping[str, str],
+    files: ProfileFiles | None = None,
 ) -> Credentials | CredentialsNotFound:
     """Explicit, then environment, then shared files; what was searched if none had any.
 
@@ -204,7 +216,7 @@ def resolve_credentials(
     env_key, env_secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
     if env_key and env_secret:
         return Credentials(env_key, env_secret, environ.get("AWS_SESSION_TOKEN") or None)
-    files = _profile_files(environ)
+    files = files or _profile_files(environ)
     for found in files:
         section = found.section or {}
         key, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")
@@ -230,12 +242,13 @@ def resolve_credentials(
     return CredentialsNotFound(tuple(searched))
 
 
-def resolve_region(explicit: str | None, environ: Mapping[str, str]) -> str:
+def resolve_region(explicit: str | None, environ: Mapping[str, str],
+                   files: ProfileFiles | None = None) -> str:
     region = (
         explicit
         or environ.get("AWS_REGION")
         or environ.get("AWS_DEFAULT_REGION")
-        or _from_profile(environ, "region")
+        or _from_profile(environ, "region", files)
         or "us-east-1"
     )
     if any(c in region for c in "/\r\n "):
@@ -243,19 +256,21 @@ def resolve_region(explicit: str | None, environ: Mapping[str, str]) -> str:
     return region
 
 
-def resolve_endpoint(explicit: str | None, environ: Mapping[str, str]) -> str | None:
+def resolve_endpoint(explicit: str | None, environ: Mapping[str, str],
+                     files: ProfileFiles | None = None) -> str | None:
     """A custom endpoint URL, or None for AWS's own regional endpoint."""
     return (
         explicit
         or environ.get("AWS_ENDPOINT_URL_S3")
         or environ.get("AWS_ENDPOINT_URL")
-        or _from_profile(environ, "endpoint_url")
+        or _from_profile(environ, "endpoint_url", files)
         or None
     )
 
 
-def resolve_flag(variable: str, profile_key: str, environ: Mapping[str, str]) -> bool:
+def resolve_flag(variable: str, profile_key: str, environ: Mapping[str, str],
+                 files: ProfileFiles | None = None) -> bool:
     """A true/false setting such as ``AWS_USE_FIPS_ENDPOINT`` (else the profile's
     ``use_fips_endpoint``), as AWS's SDKs read it."""
-    value = environ.get(variable) or _from_profile(environ, profile_key) or "false"
+    value = environ.get(variable) or _from_profile(environ, profile_key, files) or "false"
     return value.strip().lower() == "true"
