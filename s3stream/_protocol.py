@@ -519,6 +519,12 @@ class MultipartState:
         self._expect(State.COMPLETING)
         self.state = State.COMPLETED
 
+    def completed_after_all(self) -> None:
+        """A Complete that seemed to fail had committed (its abort found no upload and
+        HeadObject shows the object): the upload goes back to completing, to finish."""
+        self._expect(State.FAILED, State.ABORTED)
+        self.state = State.COMPLETING
+
     def failed(self) -> None:
         if self.state is not State.COMPLETED:
             self.state = State.FAILED

@@ -698,7 +698,7 @@ class Upload:
             found = await self._confirm(len(self._state.done))
             if found is None or found.etag is None:
                 return "aborted"
-            self._state.state = proto.State.COMPLETING
+            self._state.completed_after_all()
             self._finish(found, len(self._state.done))
             return "stored"
 
