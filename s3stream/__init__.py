@@ -14,7 +14,8 @@ The public API, all importable from ``s3stream``::
     Limits                 S3's multipart rules, as data
     S3StreamError          the root of every error s3stream raises on purpose: UsageError,
                            NoCredentialsError, CredentialsError, TransportError, StallError,
-                           S3ResponseError, IntegrityError, SourceSizeError, DeadlineError,
+                           S3ResponseError (NotFoundError, PreconditionFailedError,
+                           ObjectChangedError), IntegrityError, SourceSizeError, DeadlineError,
                            UploadError (see ``s3stream.exceptions``)
 
 ``s3stream.credentials`` has the credential providers, ``s3stream.testing`` local S3
@@ -34,6 +35,9 @@ from .exceptions import (
     DeadlineError,
     IntegrityError,
     NoCredentialsError,
+    NotFoundError,
+    ObjectChangedError,
+    PreconditionFailedError,
     S3ResponseError,
     S3StreamError,
     SourceSizeError,
@@ -78,7 +82,10 @@ __all__ = [
     "Limits",
     "MultipartUploadInfo",
     "NoCredentialsError",
+    "NotFoundError",
+    "ObjectChangedError",
     "PartInfo",
+    "PreconditionFailedError",
     "Progress",
     "Retry",
     "S3Client",

@@ -479,6 +479,9 @@ class S3Client:
         finally:
             await close()
 
+    # ------------------------------------------------------------------ downloads
+    # download() and download_to(): thin calls into the download engine (_download.py).
+
     # ------------------------------------------------------------ managing uploads
 
     async def list_multipart_uploads(
@@ -542,3 +545,12 @@ class S3Client:
                         item.upload_id, bucket, item.key, item.initiated)
         return len(stale)
 
+    # ------------------------------------------ multipart across machines, resume
+    # create_multipart_upload(), upload_part(), complete_multipart_upload(),
+    # resume_upload(): the steps for uploads whose parts come from elsewhere.
+
+    # ---------------------------------------------------------- object operations
+    # head_object(), head_bucket(), delete_object(), delete_objects(), list_objects().
+
+    # -------------------------------------------------------------- presigned URLs
+    # presign_get(), presign_put(), presign_upload_part(), object_url().

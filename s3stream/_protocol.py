@@ -26,7 +26,7 @@ from . import _xml
 from ._parts import Buffer
 from ._retry import parse_retry_after
 from ._sigv4 import encode_path, encode_query
-from .exceptions import S3ResponseError, UsageError
+from .exceptions import NotFoundError, PreconditionFailedError, S3ResponseError, UsageError
 
 Headers = tuple[tuple[str, str], ...]
 T = TypeVar("T")
@@ -274,6 +274,11 @@ def list_parts(bucket: str, key: str, upload_id: str, marker: int | None) -> Req
     return Request("ListParts", "GET", bucket, key, tuple(query))
 
 
+#: Statuses whose errors have a class of their own (each an ``S3ResponseError``).
+_ERROR_CLASSES: dict[int, type[S3ResponseError]] = {
+    404: NotFoundError, 412: PreconditionFailedError}
+
+
 def error_from(request: Request, response: Response,
                body: _xml.ErrorBody | None = None) -> S3ResponseError:
     if body is None:
@@ -281,7 +286,8 @@ def error_from(request: Request, response: Response,
     code = body.code if body else _status_code(response.status)
     message = body.message if body else ""
     request_id = (body.request_id if body else None) or response.headers.get("x-amz-request-id")
-    return S3ResponseError(
+    kind = _ERROR_CLASSES.get(response.status, S3ResponseError)
+    return kind(
         status=response.status,
         code=code,
         message=message,

@@ -10,6 +10,10 @@
     ├── TransportError            no usable HTTP response; the aiohttp/OS error is __cause__
     │   └── StallError            the connection made no progress for ``stall_timeout`` seconds
     ├── S3ResponseError           S3 answered with an error (status, code, message, request id)
+    │   ├── NotFoundError         404: no such key, bucket, upload or version (``.code`` says
+    │   │                         which)
+    │   └── PreconditionFailedError  412: an ``If-Match``/``If-None-Match`` condition failed
+    │       └── ObjectChangedError  the object was replaced while it was being read
     ├── IntegrityError            S3 echoed a checksum that differs from the one we computed
     ├── SourceSizeError           the source produced more or fewer bytes than ``size=``, or
     │                             more than ``max_size=``; ``.limit`` and ``.produced``
@@ -29,6 +33,9 @@ __all__ = [
     "DeadlineError",
     "IntegrityError",
     "NoCredentialsError",
+    "NotFoundError",
+    "ObjectChangedError",
+    "PreconditionFailedError",
     "S3ResponseError",
     "S3StreamError",
     "SourceSizeError",
@@ -123,6 +130,20 @@ class S3ResponseError(S3StreamError):
         if request_id:
             text += f" [request id {request_id}]"
         super().__init__(text)
+
+
+class NotFoundError(S3ResponseError):
+    """S3 answered 404: ``code`` is ``NoSuchKey``, ``NoSuchBucket``, ``NoSuchUpload``,
+    ``NoSuchVersion`` or, for a HEAD (which has no body), ``NotFound``."""
+
+
+class PreconditionFailedError(S3ResponseError):
+    """S3 answered 412: a condition of the request (``If-Match``, ``If-None-Match``) failed."""
+
+
+class ObjectChangedError(PreconditionFailedError):
+    """The object was replaced while it was being read: a later range no longer matches the
+    ETag of the first answer, so bytes of two versions would have been mixed."""
 
 
 class IntegrityError(S3StreamError):
