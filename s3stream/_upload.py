@@ -281,8 +281,14 @@ class Upload:
         amount = self._sizer.size_of(len(self._state.started) + 1)
         if self._opts.size is not None:
             amount = min(amount, max(1, self._opts.size - self._cutter.total))
-        # Blocks of parts already sent are no longer counted: give them back first.
-        self._cutter.trim_spares()
+        # Blocks of parts already sent are no longer counted: give them back first, all
+        # of them when this upload is about to wait (it will not reuse them soon, and 64
+        # waiting uploads keeping two 512 KiB spares each would be 64 MiB past the budget).
+        if self._budget.would_wait(amount):
+            self._cutter.trim_spares(0)
+            self._cutter.drop_stage()
+        else:
+            self._cutter.trim_spares()
         return await self._budget.acquire(amount)
 
     def _release(self, amount: int) -> None:
