@@ -155,6 +155,9 @@ class Download:
         self._iterator: weakref.ref[AsyncGenerator[bytes, None]] | None = None
         self._held: AsyncGenerator[bytes, None] | None = None
         #: The most bytes range buffers held at once (for tests and statistics).
+        #: The algorithm the delivered bytes were checked with ("CRC32C"...), once the
+        #: download ended with the check passed; None when no check applied.
+        self.checksum_checked: str | None = None
         self.peak_buffered = 0
         self._buffered = 0
 
@@ -258,7 +261,8 @@ class Download:
         opts = self._opts
         headers = body.headers
         cr = rg.parse_content_range(headers.get("content-range"))
-        if body.status == 206 and cr is not None and cr.total is not None:
+        if cr is not None and cr.total is not None:
+            # rclone answers a range with 200, not 206, but with its Content-Range.
             total = cr.total
         elif body.status == 200 and opts.offset == 0:
             # The whole object (a store that ignores Range): fine if it fits the range.
@@ -423,7 +427,7 @@ class Download:
             return
         expected = rng.start + rng.filled
         cr = rg.parse_content_range(body.headers.get("content-range"))
-        if status == 206:
+        if cr is not None or status == 206:
             if cr is None or cr.start != expected or cr.end != rng.end:
                 raise proto.malformed(request, proto.Response(status, body.headers, b""),
                                       ValueError(f"asked for bytes {expected}-{rng.end}, got "
@@ -520,6 +524,7 @@ class Download:
                 f"s3://{self.bucket}/{self.key}: the bytes delivered have {verifier.algorithm} "
                 f"{rg.b64_crc(verifier.algorithm, total)}, but the store keeps "
                 f"{rg.b64_crc(verifier.algorithm, verifier.expected)} for the object")
+        self.checksum_checked = verifier.algorithm
 
     async def _shutdown(self) -> None:
         if self._closed and not self._tasks:
