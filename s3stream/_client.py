@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checksums as cks
 from . import _protocol as proto
-from ._download import Download, DownloadOptions, download_to
-from ._download import check_path as check_download_path
+from ._download import Download, DownloadOptions
+from ._download_file import check_path as check_download_path
+from ._download_file import download_to
 from ._info import ObjectInfo
 from ._memory import MemoryBudget
 from ._parts import S3_LIMITS, Limits, plan

@@ -24,16 +24,14 @@ byte, instead of the iterator's clean end. Stores send no checksum on a partial 
 so the checksum then comes from one HeadObject run beside the ranges.
 
 Cleanup: leaving the ``async with`` block, ``aclose()``, an error or cancellation cancel
-every task and give back all the budget held.
+every task and give back all the budget held. Writing a download to a file is
+``_download_file``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import tempfile
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -47,13 +45,13 @@ from ._requester import Requester
 from ._transport import BodyStream
 from .exceptions import (
     IntegrityError,
-    ObjectChangedError,
+    PreconditionFailedError,
     S3ResponseError,
     TransportError,
     UsageError,
 )
 
-__all__ = ["Download", "DownloadOptions", "download_to"]
+__all__ = ["Download", "DownloadOptions"]
 
 logger = logging.getLogger("s3stream")
 
@@ -103,21 +101,6 @@ class _Range:
     @property
     def size(self) -> int:
         return self.end - self.start + 1
-
-
-def _changed(request: proto.Request, status: int, code: str, message: str,
-             request_id: str | None = None) -> ObjectChangedError:
-    return ObjectChangedError(status=status, code=code, message=message,
-                              request_id=request_id, operation=request.operation,
-                              bucket=request.bucket, key=request.key)
-
-
-def _past_end(request: proto.Request, offset: int, size: int | None) -> S3ResponseError:
-    of = f"the {size}-byte object" if size is not None else "the object"
-    return S3ResponseError(
-        status=416, code="InvalidRange",
-        message=f"offset={offset} is at or past the end of {of}: no byte to download",
-        operation=request.operation, bucket=request.bucket, key=request.key)
 
 
 class Download:
@@ -219,11 +202,11 @@ class Download:
                 return
             except _Unsatisfiable as exc:
                 if opts.offset > 0:
-                    raise _past_end(self._request_for(_Range(0, opts.offset, opts.offset)),
+                    raise rg.past_end(self._request_for(_Range(0, opts.offset, opts.offset)),
                                     opts.offset, exc.total) from None
                 request = self._head_request()
                 # 416 for bytes=0-...: S3's answer for an empty object. HeadObject says.
-                head = await self._requester.call(request, _read_head_info(opts))
+                head = await self._requester.call(request, rg.read_head_info(opts.bucket, opts.key))
                 if head.size == 0:
                     self.info, self._etag = head, head.etag or self._etag
                     self._plan = rg.plan(0, 0, opts.length, opts.part_size)
@@ -234,7 +217,7 @@ class Download:
                     return
                 logger.debug("s3://%s/%s is no longer empty; opening again", self.bucket,
                              self.key)
-        raise _changed(self._head_request(), 416, "ObjectChanged",
+        raise rg.object_changed(self._head_request(), 416, "ObjectChanged",
                        "the object kept changing while the download was opening")
 
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -260,36 +243,28 @@ class Download:
         """The opening GET's answer: the object's size and ETag, the plan, the check."""
         opts = self._opts
         headers = body.headers
-        cr = rg.parse_content_range(headers.get("content-range"))
-        if cr is not None and cr.total is not None:
-            # rclone answers a range with 200, not 206, but with its Content-Range.
-            total = cr.total
-        elif body.status == 200 and opts.offset == 0:
-            # The whole object (a store that ignores Range): fine if it fits the range.
-            total = int(headers.get("content-length") or 0)
-            if total > rng.size:
-                raise proto.malformed(request, proto.Response(body.status, headers, b""),
-                                      ValueError("the store ignored the Range header"))
-        else:
+        try:
+            total = rg.first_total(body.status, headers, opts.offset, rng.size)
+        except ValueError as exc:
             raise proto.malformed(request, proto.Response(body.status, headers, b""),
-                                  ValueError(f"no usable Content-Range in a {body.status} "
-                                             "answer to a ranged GET"))
+                                  exc) from None
         self.info = info = object_info(self.bucket, self.key, headers, size=total)
         if opts.if_match is None:
             self._etag = info.etag
         try:
             self._plan = plan = rg.plan(total, opts.offset, opts.length, opts.part_size)
         except ValueError:
-            raise _past_end(request, opts.offset, total) from None
+            raise rg.past_end(request, opts.offset, total) from None
         self.length = plan.length
         rng.end = plan.bounds(0)[1] if plan.length else rng.start - 1
         self._resize(rng)
         verifier = self._loop().create_future()
         self._verifier = verifier
         found = rg.verifier_for(info, plan) if opts.checksum else None
-        if found is None and opts.checksum and plan.whole and plan.count > 1 \
+        if found is None and opts.checksum and plan.whole and plan.size > 0 \
                 and not info.checksums:
-            # Stores send no checksum with a partial range: ask HeadObject, beside the ranges.
+            # Stores send no checksum with a range, even one that covers the whole object
+            # (SeaweedFS): HeadObject is asked, beside the ranges.
             self._spawn(self._checksum_from_head(verifier, plan))
         else:
             verifier.set_result(found)
@@ -303,10 +278,12 @@ class Download:
                                   plan: rg.DownloadPlan) -> None:
         try:
             head = await self._requester.call(self._head_request(),
-                                              _read_head_info(self._opts))
-        except ObjectChangedError as exc:
+                                              rg.read_head_info(self.bucket, self.key))
+        except PreconditionFailedError as exc:  # If-Match: replaced since the first answer
             verifier.set_result(None)
-            self._fail(exc)
+            self._fail(rg.object_changed(self._head_request(), exc.status, exc.code,
+                                         f"HeadObject: the object no longer has ETag "
+                                         f"{self._etag}", exc.request_id))
             return
         except (S3ResponseError, TransportError) as exc:
             logger.info("s3://%s/%s: no checksum to check the download against (%s)",
@@ -318,7 +295,7 @@ class Download:
             raise
         if head.etag is not None and self._etag is not None and head.etag != self._etag:
             verifier.set_result(None)
-            self._fail(_changed(self._head_request(), 200, "ObjectChanged",
+            self._fail(rg.object_changed(self._head_request(), 200, "ObjectChanged",
                                 f"HeadObject shows ETag {head.etag}, not {self._etag}"))
             return
         verifier.set_result(rg.verifier_for(head, plan))
@@ -415,7 +392,7 @@ class Download:
             response = proto.Response(status, body.headers, await body.error_body())
             error = proto.error_from(request, response)
             if status == 412 and self.info is not None:
-                raise _changed(request, 412, error.code,
+                raise rg.object_changed(request, 412, error.code,
                                f"the object no longer has ETag {self._etag}: it was replaced "
                                "during the download", error.request_id) from None
             raise error
@@ -425,16 +402,10 @@ class Download:
             self._check_same_object(request, body)
         if rng.size <= 0:
             return
-        expected = rng.start + rng.filled
-        cr = rg.parse_content_range(body.headers.get("content-range"))
-        if cr is not None or status == 206:
-            if cr is None or cr.start != expected or cr.end != rng.end:
-                raise proto.malformed(request, proto.Response(status, body.headers, b""),
-                                      ValueError(f"asked for bytes {expected}-{rng.end}, got "
-                                                 f"{body.headers.get('content-range')!r}"))
-        elif expected != 0:
+        problem = rg.range_problem(status, body.headers, rng.start + rng.filled, rng.end)
+        if problem is not None:
             raise proto.malformed(request, proto.Response(status, body.headers, b""),
-                                  ValueError("a 200 answer to a ranged GET"))
+                                  ValueError(problem))
         if rng.buffer is None:
             rng.buffer = bytearray(rng.size)
             self._buffered += rng.size
@@ -453,17 +424,11 @@ class Download:
                 self._wake.set()
 
     def _check_same_object(self, request: proto.Request, body: BodyStream) -> None:
-        etag = body.headers.get("etag")
-        cr = rg.parse_content_range(body.headers.get("content-range"))
-        total = cr.total if cr is not None else None
         assert self.info is not None
-        if self._etag is not None and etag is not None and etag != self._etag:
-            raise _changed(request, body.status, "ObjectChanged",
-                           f"a range came with ETag {etag}, not {self._etag}: the object "
-                           "was replaced during the download")
-        if total is not None and total != self.info.size:
-            raise _changed(request, body.status, "ObjectChanged",
-                           f"the object is now {total} bytes, not {self.info.size}")
+        why = rg.changed(body.headers, self._etag, self.info.size)
+        if why is not None:
+            raise rg.object_changed(request, body.status, "ObjectChanged",
+                                    f"{why}: the object was replaced during the download")
 
     # -------------------------------------------------------------- delivering
 
@@ -544,53 +509,3 @@ class Download:
             self._ranges.clear()
             if self._verifier is not None and not self._verifier.done():
                 self._verifier.cancel()
-
-
-def _read_head_info(opts: DownloadOptions) -> Any:
-    def read(request: proto.Request, response: proto.Response) -> ObjectInfo:
-        proto.check(request, response)
-        return object_info(opts.bucket, opts.key, response.headers)
-
-    return read
-
-
-def check_path(path: object) -> str:
-    if not isinstance(path, str | os.PathLike):
-        raise UsageError(f"path must be a str or os.PathLike, not {type(path).__name__}")
-    text = os.fsdecode(path)
-    if not text:
-        raise UsageError("path must not be empty")
-    return text
-
-
-async def download_to(dl: Download, path: str) -> ObjectInfo:
-    """Write ``dl`` to ``path`` through a temporary file in the same directory, renamed
-    over ``path`` once every byte is in (and checked); removed on any failure or
-    cancellation. File I/O runs in worker threads."""
-    directory, name = os.path.split(await asyncio.to_thread(os.path.abspath, path))
-    fd, temporary = await asyncio.to_thread(
-        tempfile.mkstemp, dir=directory, prefix=f".{name}.", suffix=".part")
-    file = os.fdopen(fd, "wb")
-
-    def finish() -> None:
-        file.close()
-        os.replace(temporary, path)
-
-    def discard() -> None:
-        file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-
-    try:
-        async with dl:
-            async for chunk in dl:
-                await asyncio.to_thread(file.write, chunk)
-        await asyncio.to_thread(finish)
-    except BaseException:
-        try:
-            await asyncio.shield(asyncio.to_thread(discard))
-        except BaseException:
-            discard()  # cancelled again: finish the clean-up here rather than leave it
-        raise
-    assert dl.info is not None
-    return dl.info

@@ -20,14 +20,14 @@ import base64
 import binascii
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 from . import _checksums as cks
 from . import _protocol as proto
-from ._info import ObjectInfo
-from .exceptions import UsageError
+from ._info import ObjectInfo, object_info
+from .exceptions import ObjectChangedError, S3ResponseError, UsageError
 
 __all__ = [
     "ContentRange",
@@ -127,6 +127,65 @@ def get_object(bucket: str, key: str, start: int, end: int, *, version_id: str |
         headers.append(("x-amz-checksum-mode", "ENABLED"))
     query = (("versionId", version_id),) if version_id is not None else ()
     return proto.Request("GetObject", "GET", bucket, key, query, tuple(headers))
+
+
+# ------------------------------------------------------------------- answers
+
+
+def first_total(status: int, headers: Mapping[str, str], offset: int, asked: int) -> int:
+    """The object's size, from the opening GET's answer (``asked`` bytes from ``offset``
+    were asked for); ValueError when the answer does not say it."""
+    cr = parse_content_range(headers.get("content-range"))
+    if cr is not None and cr.total is not None:
+        # rclone answers a range with 200, not 206, but with its Content-Range.
+        return cr.total
+    if status == 200 and offset == 0:
+        # The whole object (a store that ignores Range): usable only if it fits the range.
+        total = int(headers.get("content-length") or 0)
+        if total > asked:
+            raise ValueError("the store ignored the Range header")
+        return total
+    raise ValueError(f"no usable Content-Range in a {status} answer to a ranged GET")
+
+
+def range_problem(status: int, headers: Mapping[str, str], start: int,
+                  end: int) -> str | None:
+    """Why an answer to a GET of bytes ``start``..``end`` does not hold exactly them."""
+    value = headers.get("content-range")
+    cr = parse_content_range(value)
+    if cr is not None or status == 206:
+        if cr is None or cr.start != start or cr.end != end:
+            return f"asked for bytes {start}-{end}, got Content-Range {value!r}"
+        return None
+    return None if start == 0 else "a 200 answer (the whole object) to a ranged GET"
+
+
+def changed(headers: Mapping[str, str], etag: str | None, size: int) -> str | None:
+    """Why a later range's answer is not of the object the first one described (another
+    ETag, from a store that ignores ``If-Match``, or another size); None if it is."""
+    got = headers.get("etag")
+    if etag is not None and got is not None and got != etag:
+        return f"a range came with ETag {got}, not {etag}"
+    cr = parse_content_range(headers.get("content-range"))
+    if cr is not None and cr.total is not None and cr.total != size:
+        return f"the object is now {cr.total} bytes, not {size}"
+    return None
+
+
+def object_changed(request: proto.Request, status: int, code: str, message: str,
+                   request_id: str | None = None) -> ObjectChangedError:
+    return ObjectChangedError(status=status, code=code, message=message,
+                              request_id=request_id, operation=request.operation,
+                              bucket=request.bucket, key=request.key)
+
+
+def past_end(request: proto.Request, offset: int, size: int | None) -> S3ResponseError:
+    """What an offset at or past the object's end is: S3's 416 InvalidRange, explained."""
+    of = f"the {size}-byte object" if size is not None else "the object"
+    return S3ResponseError(
+        status=416, code="InvalidRange",
+        message=f"offset={offset} is at or past the end of {of}: no byte to download",
+        operation=request.operation, bucket=request.bucket, key=request.key)
 
 
 # -------------------------------------------------------------------- planning
@@ -294,6 +353,16 @@ def head_object(bucket: str, key: str, *, version_id: str | None,
         headers.append(("If-Match", if_match))
     query = (("versionId", version_id),) if version_id is not None else ()
     return proto.Request("HeadObject", "HEAD", bucket, key, query, tuple(headers))
+
+
+def read_head_info(bucket: str, key: str) -> Callable[[proto.Request, proto.Response],
+                                                     ObjectInfo]:
+    """The reader of a HeadObject answer: the object's info (errors raised typed)."""
+    def read(request: proto.Request, response: proto.Response) -> ObjectInfo:
+        proto.check(request, response)
+        return object_info(bucket, key, response.headers)
+
+    return read
 
 
 def b64_crc(algorithm: str, value: int) -> str:
