@@ -50,6 +50,9 @@ class RangeServer:
         #: The Range header of every GET, in arrival order.
         self.ranges: list[str | None] = []
         self.if_match: list[str | None] = []
+        self.authorizations: list[str] = []
+        #: (status, code, headers) answered to the next GETs, before anything else.
+        self.refuse: list[tuple[int, str, dict[str, str]]] = []
         self.heads = 0
         #: Checksum headers sent on answers for the whole object (and HEAD).
         self.checksums: dict[str, str] = {}
@@ -57,6 +60,9 @@ class RangeServer:
         self.checksums_on_ranges = False
         #: Range starts whose answer is cut half-way, once each.
         self.cut: set[int] = set()
+        #: Range starts whose answer stops half-way (the link stays open), once each.
+        self.stall: set[int] = set()
+        self._never = asyncio.Event()
         #: A GET of a range starting here waits for this event before answering.
         self.hold: dict[int, asyncio.Event] = {}
         #: Set when the GET of a held range has arrived (and waits).
@@ -78,6 +84,7 @@ class RangeServer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._never.set()
         for event in self.hold.values():
             event.set()
         assert self._runner is not None
@@ -101,6 +108,11 @@ class RangeServer:
                                          "Content-Length": str(len(self.data))})
         self.ranges.append(request.headers.get("Range"))
         self.if_match.append(if_match)
+        self.authorizations.append(request.headers.get("Authorization", ""))
+        if self.refuse:
+            status, code, extra = self.refuse.pop(0)
+            return web.Response(status=status, headers=extra, content_type="application/xml",
+                                body=f"<Error><Code>{code}</Code></Error>".encode())
         match = re.fullmatch(r"bytes=(\d+)-(\d+)", request.headers.get("Range", ""))
         assert match, request.headers.get("Range")
         start, end = int(match[1]), int(match[2])
@@ -128,6 +140,11 @@ class RangeServer:
                 await response.write(body[: len(body) // 2])
                 assert request.transport is not None
                 request.transport.close()  # after what was written: a link cut mid-body
+                return response
+            if start in self.stall:
+                self.stall.discard(start)
+                await response.write(body[: len(body) // 2])
+                await self._never.wait()  # sends nothing more, and keeps the link open
                 return response
             await response.write(body)
             await response.write_eof()
@@ -203,6 +220,38 @@ async def test_reset_in_first_range_resumes(server: RangeServer, data: bytes) ->
     assert got == data
     half = len(data) // 2
     assert server.ranges == [f"bytes=0-{len(data) - 1}", f"bytes={half}-{len(data) - 1}"]
+
+
+async def test_stalled_range_resumes_at_first_missing_byte(server: RangeServer,
+                                                          data: bytes) -> None:
+    part = 64 * KiB
+    server.stall = {2 * part}
+    async with client_for(server, stall_timeout=0.2) as s3:
+        dl = s3.download("bucket", "key", part_size=part)
+        got = bytearray()
+        while True:  # anext() on the Download itself, without async for
+            try:
+                got += await anext(dl)
+            except StopAsyncIteration:
+                break
+    assert got == data
+    retry = f"bytes={2 * part + part // 2}-{3 * part - 1}"
+    assert server.ranges.count(retry) == 1
+    assert server.ranges.index(retry) > server.ranges.index(f"bytes={2 * part}-{3 * part - 1}")
+
+
+async def test_streamed_gets_share_the_request_loop(server: RangeServer,
+                                                    data: bytes) -> None:
+    # The bucket is elsewhere (followed, re-signed for its region), then throttled
+    # (retried): the same loop as every other request's.
+    server.refuse = [(400, "AuthorizationHeaderMalformed", {"x-amz-bucket-region": "eu-west-3"}),
+                     (503, "SlowDown", {})]
+    async with client_for(server) as s3:
+        assert await collect(s3.download("bucket", "key", part_size=len(data))) == data
+        assert s3._requester.bucket_regions == {"bucket": "eu-west-3"}
+    assert "/us-east-1/s3/" in server.authorizations[0]
+    assert all("/eu-west-3/s3/" in a for a in server.authorizations[1:])
+    assert len(server.ranges) == 3 and len(set(server.ranges)) == 1
 
 
 async def test_object_replaced_mid_download(server: RangeServer, data: bytes) -> None:
