@@ -137,10 +137,10 @@ class Download:
         self._closed = False
         self._iterator: weakref.ref[AsyncGenerator[bytes, None]] | None = None
         self._held: AsyncGenerator[bytes, None] | None = None
-        #: The most bytes range buffers held at once (for tests and statistics).
         #: The algorithm the delivered bytes were checked with ("CRC32C"...), once the
         #: download ended with the check passed; None when no check applied.
         self.checksum_checked: str | None = None
+        #: The most bytes range buffers held at once (for tests and statistics).
         self.peak_buffered = 0
         self._buffered = 0
 
@@ -476,9 +476,9 @@ class Download:
                     yield chunk
             if plan.count:
                 verifier = await self._verifier
+                if self._error is not None:  # the HeadObject saw the object replaced
+                    raise self._error
                 if verifier is not None:
-                    if self._error is not None:
-                        raise self._error
                     self._check(verifier, total)
         finally:
             await self._shutdown()
