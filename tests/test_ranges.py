@@ -139,3 +139,13 @@ def test_crcs_combined_in_order_equal_the_whole(algorithm: str) -> None:
         total = verifier.combine(total, verifier.crc(piece, 0), end - start + 1)
     assert total == expected
     assert rg.b64_crc(algorithm, total) == _b64(expected, width)
+
+
+def test_pure_without_aiohttp_or_asyncio() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['aiohttp'] = None; sys.modules['asyncio'] = None\n"
+            "import s3stream._ranges\n"
+            "assert 'aiohttp' not in {m.split('.')[0] for m in sys.modules if sys.modules[m]}")
+    subprocess.run([sys.executable, "-c", code], check=True)
