@@ -3,7 +3,9 @@
 The public API, all importable from ``s3stream``::
 
     S3Client(...)          the client: upload(), open_upload(), list_multipart_uploads(),
-                           list_parts(), abort_multipart_upload(), abort_stale()
+                           list_parts(), abort_multipart_upload(), abort_stale(),
+                           download(), download_to()
+    Download               what download() returns: ``async with``, ``async for chunk in dl``
     Upload                 what open_upload() returns: ``async with``, ``await up.write(b)``
     UploadResult           what an upload stored (etag, size, parts, checksum, stats)
     UploadStats, Progress  an upload's counters; what ``progress=`` is called with
@@ -49,14 +51,15 @@ from .exceptions import (
 
 if _TYPE_CHECKING:
     from ._client import MultipartUploadInfo, PartInfo, S3Client
+    from ._download import Download
     from ._upload import Progress, Upload, UploadResult, UploadStats
 
 __version__ = "0.1.0"
 
 # The client (and aiohttp with it) loads on first use, so that importing the light parts,
 # such as the ``s3stream.testing`` pytest plugin, costs milliseconds rather than ~0.2 s.
-_LAZY = {"MultipartUploadInfo", "PartInfo", "Progress", "S3Client", "Upload", "UploadResult",
-         "UploadStats"}
+_LAZY = {"Download", "MultipartUploadInfo", "PartInfo", "Progress", "S3Client", "Upload",
+         "UploadResult", "UploadStats"}
 
 
 def __getattr__(name: str) -> _Any:
@@ -78,6 +81,7 @@ __all__ = [
     "Credentials",
     "CredentialsError",
     "DeadlineError",
+    "Download",
     "IntegrityError",
     "Limits",
     "MultipartUploadInfo",

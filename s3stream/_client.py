@@ -15,8 +15,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checksums as cks
 from . import _protocol as proto
+from ._download import Download, DownloadOptions
+from ._download_file import check_path as check_download_path
+from ._download_file import download_to
+from ._info import ObjectInfo
 from ._memory import MemoryBudget
 from ._parts import S3_LIMITS, Limits, plan
+from ._ranges import check_arguments as check_download_arguments
 from ._requester import Requester
 from ._retry import Retry
 from ._sources import Source, open_source
@@ -37,8 +42,8 @@ from .exceptions import DeadlineError, SourceSizeError, UsageError
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["MultipartUploadInfo", "PartInfo", "Progress", "S3Client", "Upload", "UploadResult",
-           "UploadStats"]
+__all__ = ["Download", "MultipartUploadInfo", "PartInfo", "Progress", "S3Client", "Upload",
+           "UploadResult", "UploadStats"]
 
 logger = logging.getLogger("s3stream")
 
@@ -481,6 +486,72 @@ class S3Client:
 
     # ------------------------------------------------------------------ downloads
     # download() and download_to(): thin calls into the download engine (_download.py).
+
+    def _download_options(self, bucket: str, key: str, *, offset: int, length: int | None,
+                          version_id: str | None, part_size: int | None, concurrency: int,
+                          if_match: str | None, checksum: bool) -> DownloadOptions:
+        """Every argument of a download, checked before any I/O."""
+        offset, length, part_size, concurrency = check_download_arguments(
+            offset=offset, length=length, part_size=part_size, concurrency=concurrency,
+            version_id=version_id, if_match=if_match, checksum=checksum)
+        return DownloadOptions(
+            bucket=proto.validate_bucket(bucket), key=proto.validate_key(key), offset=offset,
+            length=length, part_size=part_size, concurrency=concurrency,
+            version_id=version_id, if_match=if_match, checksum=checksum)
+
+    def download(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        version_id: str | None = None,
+        part_size: int | None = None,
+        concurrency: int = 4,
+        if_match: str | None = None,
+        checksum: bool = True,
+    ) -> Download:
+        """Stream ``s3://bucket/key`` (or ``length`` bytes from ``offset``) as bytes chunks,
+        in order, from ranged GETs of ``part_size`` (default 8 MiB) run ``concurrency`` at
+        a time; memory stays at about ``(concurrency + 1) x part_size``.
+
+        ``async with s3.download(b, k) as dl:`` sends the first GET and sets ``dl.info``
+        (the whole object), ``dl.offset`` and ``dl.length`` (the bytes served; a range
+        that ends past the object is cut at its end); ``async for chunk in dl`` delivers.
+        Every range must match the first answer's ETag (or ``if_match``): an object
+        replaced mid-download fails with ``ObjectChangedError``. With ``checksum`` (the
+        default) a whole-object download of an object with a FULL_OBJECT CRC is checked
+        (``IntegrityError`` after the last byte). Arguments are checked here, before any I/O.
+        """
+        return Download(self._requester, self._download_options(
+            bucket, key, offset=offset, length=length, version_id=version_id,
+            part_size=part_size, concurrency=concurrency, if_match=if_match,
+            checksum=checksum))
+
+    async def download_to(
+        self,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        version_id: str | None = None,
+        part_size: int | None = None,
+        concurrency: int = 4,
+        if_match: str | None = None,
+        checksum: bool = True,
+    ) -> ObjectInfo:
+        """Download to the file ``path``, through a temporary file in the same directory
+        that is renamed over ``path`` once complete (and checked), and removed on any
+        failure or cancellation: ``path`` is either the whole download or untouched.
+        The options mean what they mean for ``download()``; returns the object's info."""
+        target = check_download_path(path)
+        dl = self.download(bucket, key, offset=offset, length=length, version_id=version_id,
+                           part_size=part_size, concurrency=concurrency, if_match=if_match,
+                           checksum=checksum)
+        return await download_to(dl, target)
 
     # ------------------------------------------------------------ managing uploads
 
