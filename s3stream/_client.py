@@ -36,7 +36,7 @@ from .credentials import (
 from .credentials._chain import StaticProvider, as_provider, resolve_provider
 from .credentials._files import read_profile_files, resolve_flag
 from .credentials._refresh import RefreshingCredentials
-from .exceptions import DeadlineError, SourceSizeError, UsageError
+from .exceptions import DeadlineError, S3ResponseError, SourceSizeError, UsageError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -642,13 +642,20 @@ class S3Client:
                 _objects.read_list_objects)
             for item in page.items:
                 yield item
-            if not page.truncated or not page.items:
+            if not page.truncated:
                 return
-            if page.next_token:
+            if page.next_token and page.next_token != token:
+                # S3 may send a truncated page with nothing on it: the token still moves on.
                 token = page.next_token
-            else:
+            elif page.items and not page.next_token:
                 # A store that truncates without a token: go on after the last name seen.
                 token, start_after = None, _objects.item_name(page.items[-1])
+            else:
+                # The same token again, or nothing to go on from: never loop forever.
+                raise S3ResponseError(
+                    status=200, code="MalformedResponse", operation="ListObjectsV2",
+                    message="a truncated listing page gave no way to the next page",
+                    bucket=bucket, key=None)
 
     # -------------------------------------------------------------- presigned URLs
     # presign_get(), presign_put(), presign_upload_part(), object_url().
@@ -659,9 +666,6 @@ class S3Client:
         # The credentials current now (refreshed if they are about to expire), the clock
         # as corrected for the server's, and the region the bucket is known to live in.
         credentials = await self._requester.credentials.get()
-        if credentials.is_anonymous:
-            raise UsageError("cannot presign with anonymous credentials: an unsigned URL "
-                             "is object_url()")
         endpoint, region = self._requester._where(bucket)
         return _presign.presign(
             endpoint=endpoint, region=region, credentials=credentials,

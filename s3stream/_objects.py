@@ -31,7 +31,7 @@ import xmltodict
 
 from . import _xml
 from ._info import ObjectInfo, object_info
-from ._protocol import Request, Response, check, error_from, malformed
+from ._protocol import Request, Response, check, error_from, malformed, validate_key
 from .exceptions import NotFoundError, UsageError
 
 __all__ = [
@@ -241,8 +241,6 @@ def read_delete(request: Request, response: Response) -> None:
 
 def check_delete_keys(keys: object) -> list[str]:
     """The keys of a DeleteObjects call, checked before any I/O."""
-    from ._protocol import validate_key
-
     if isinstance(keys, str | bytes) or not hasattr(keys, "__iter__"):
         raise UsageError(f"keys must be an iterable of str keys, not {type(keys).__name__}")
     checked = [validate_key(key) for key in keys]

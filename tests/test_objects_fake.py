@@ -166,3 +166,23 @@ async def test_list_follows_continuation_tokens(peer: Peer) -> None:
     assert "start-after=0" in peer.seen[0][1] and "max-keys=2" in peer.seen[0][1]
     # The token replaces start-after on the next page.
     assert "start-after" not in peer.seen[1][1]
+
+
+async def test_list_empty_truncated_page_and_a_token_that_does_not_move(peer: Peer) -> None:
+    def answer(request: web.Request, body: bytes) -> web.Response:
+        token = request.query.get("continuation-token")
+        if token is None:  # truncated, nothing on it, but a token: go on
+            return _xml("<R><IsTruncated>true</IsTruncated>"
+                        "<NextContinuationToken>t1</NextContinuationToken></R>")
+        # A broken store: the same token forever.
+        return _xml("<R><IsTruncated>true</IsTruncated><Contents><Key>k</Key></Contents>"
+                    "<NextContinuationToken>t1</NextContinuationToken></R>")
+
+    peer.answer = answer
+    seen: list[str] = []
+    async with _client(peer) as s3:
+        with pytest.raises(S3ResponseError, match="no way to the next page"):
+            async for item in s3.list_objects("bucket"):
+                seen.append(item.key if isinstance(item, ObjectSummary) else item.prefix)
+    assert seen == ["k"]
+    assert len(peer.seen) == 2
