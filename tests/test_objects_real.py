@@ -227,3 +227,25 @@ async def test_list_missing_bucket_and_arguments(s3: S3Client) -> None:
 
 async def test_list_empty_bucket(s3: S3Client, bucket: str) -> None:
     assert [i async for i in s3.list_objects(bucket)] == []
+
+
+async def test_versions(server: LocalS3, s3: S3Client, bucket: str, boto: Any) -> None:
+    if server.name == "rclone":
+        # rclone serve s3 has no versioning: PutBucketVersioning is 501 NotImplemented.
+        with pytest.raises(ClientError) as refused:
+            boto.put_bucket_versioning(Bucket=bucket,
+                                       VersioningConfiguration={"Status": "Enabled"})
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+        return
+    boto.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    first = boto.put_object(Bucket=bucket, Key="v", Body=b"one")["VersionId"]
+    second = boto.put_object(Bucket=bucket, Key="v", Body=b"second")["VersionId"]
+    assert (await s3.head_object(bucket, "v")).version_id == second
+    old = await s3.head_object(bucket, "v", version_id=first)
+    assert (old.version_id, old.size) == (first, 3)
+    await s3.delete_object(bucket, "v", version_id=first)
+    versions = boto.list_object_versions(Bucket=bucket, Prefix="v").get("Versions", [])
+    assert [v["VersionId"] for v in versions] == [second]
+    with pytest.raises(NotFoundError):
+        await s3.head_object(bucket, "v", version_id=first)
+    await s3.delete_object(bucket, "v", version_id=second)
