@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from botocore.exceptions import ClientError
 
 from s3stream import Credentials, PresignedRequest, S3Client, UsageError
 from s3stream.testing import LocalS3
@@ -217,3 +218,24 @@ async def test_presign_checks_arguments_and_credentials(server: LocalS3, s3: S3C
         with pytest.raises(UsageError, match="object_url"):
             await anonymous.presign_get("bucket", "k")
         assert anonymous.object_url("bucket", "k") == f"{server.endpoint}/bucket/k"
+
+
+async def test_presigned_get_of_one_version(server: LocalS3, s3: S3Client, bucket: str,
+                                            boto: Any) -> None:
+    if server.name == "rclone":
+        # rclone serve s3 has no versioning: PutBucketVersioning is 501 NotImplemented.
+        with pytest.raises(ClientError) as refused:
+            boto.put_bucket_versioning(Bucket=bucket,
+                                       VersioningConfiguration={"Status": "Enabled"})
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+        return
+    boto.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    first = boto.put_object(Bucket=bucket, Key="v", Body=b"one")["VersionId"]
+    boto.put_object(Bucket=bucket, Key="v", Body=b"second")
+    url = await s3.presign_get(bucket, "v", version_id=first)
+    assert f"versionId={first}" in url
+    status, body = await asyncio.to_thread(curl, url)
+    if moto_fails_every_presigned_request(server, boto, bucket, status):
+        return
+    assert (status, body) == (200, b"one")
+    assert await asyncio.to_thread(curl, await s3.presign_get(bucket, "v")) == (200, b"second")
