@@ -130,8 +130,12 @@ async def test_delete_object(s3: S3Client, bucket: str, boto: Any) -> None:
     assert caught.value.response["Error"]["Code"] == "404"
     # Deleting what is not there succeeds, as S3 does it.
     await s3.delete_object(bucket, "never-was")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError) as missing:
         await s3.delete_object("no-such-bucket-s3stream", "k")
+    assert missing.value.code == "NoSuchBucket"
+    with pytest.raises(NotFoundError) as missing:
+        await s3.delete_objects("no-such-bucket-s3stream", ["k"])
+    assert missing.value.code == "NoSuchBucket"
 
 
 async def test_delete_objects_in_batches_and_list_past_1000(
