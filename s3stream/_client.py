@@ -665,12 +665,20 @@ class S3Client:
                        headers: Sequence[tuple[str, str]] = ()) -> str:
         # The credentials current now (refreshed if they are about to expire), the clock
         # as corrected for the server's, and the region the bucket is known to live in.
+        if self._requester.closed:
+            raise UsageError("this S3Client is closed")
         credentials = await self._requester.credentials.get()
         endpoint, region = self._requester._where(bucket)
+        now = self._requester.now()
+        if credentials.expiry is not None and now + timedelta(seconds=expires) > \
+                credentials.expiry:
+            logger.info("presigned %s of s3://%s/%s stops working at %s, when the temporary "
+                        "credentials that sign it expire (before its %d s)", method, bucket,
+                        key, credentials.expiry.isoformat(), expires)
         return _presign.presign(
-            endpoint=endpoint, region=region, credentials=credentials,
-            now=self._requester.now(), expires=expires, method=method, bucket=bucket,
-            key=key, query=query, headers=headers)
+            endpoint=endpoint, region=region, credentials=credentials, now=now,
+            expires=expires, method=method, bucket=bucket, key=key, query=query,
+            headers=headers)
 
     async def presign_get(
         self, bucket: str, key: str, *, expires: int | timedelta = 3600,

@@ -179,3 +179,30 @@ def test_same_signature_as_botocore(method: str, token: str | None) -> None:
     theirs = dict(parse_qsl(urlsplit(request.url).query, keep_blank_values=True))
     assert _query(ours)["X-Amz-SignedHeaders"] == theirs["X-Amz-SignedHeaders"]
     assert _query(ours) == theirs
+
+
+async def test_client_presigns_with_its_clock_region_and_current_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from s3stream import S3Client
+
+    soon = AWS_NOW + timedelta(minutes=30)
+    creds = Credentials("AKIDTEMP", "secret", session_token="tok", expiry=soon)
+    async with S3Client(endpoint="http://127.0.0.1:9", region="eu-west-1", credentials=creds,
+                        clock=lambda: AWS_NOW) as s3:
+        s3._requester.bucket_regions["elsewhere"] = "ap-south-1"
+        with caplog.at_level("INFO", logger="s3stream"):
+            url = await s3.presign_get("my-bucket", "k", expires=3600)
+        assert "temporary credentials" in caplog.text
+        query = _query(url)
+        assert query["X-Amz-Date"] == "20130524T000000Z"
+        assert query["X-Amz-Credential"] == "AKIDTEMP/20130524/eu-west-1/s3/aws4_request"
+        assert query["X-Amz-Security-Token"] == "tok"
+        other = _query(await s3.presign_upload_part("elsewhere", "k", "up-1", 2, expires=60))
+        assert other["X-Amz-Credential"].split("/")[2] == "ap-south-1"
+        assert (other["partNumber"], other["uploadId"]) == ("2", "up-1")
+        put = await s3.presign_put("my-bucket", "k", headers={"x-amz-acl": "private"})
+        assert put.headers == {"x-amz-acl": "private"}
+        assert _query(put.url)["X-Amz-SignedHeaders"] == "host;x-amz-acl"
+    with pytest.raises(UsageError, match="closed"):
+        await s3.presign_get("my-bucket", "k")
