@@ -8,19 +8,22 @@ import asyncio
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checksums as cks
+from . import _objects, _presign
 from . import _protocol as proto
 from ._download import Download, DownloadOptions
 from ._download_file import check_path as check_download_path
 from ._download_file import download_to
 from ._info import ObjectInfo
 from ._memory import MemoryBudget
+from ._objects import BucketInfo, CommonPrefix, DeleteError, DeleteResult, ObjectSummary
 from ._parts import S3_LIMITS, Limits, plan
+from ._presign import PresignedRequest
 from ._ranges import check_arguments as check_download_arguments
 from ._requester import Requester
 from ._retry import Retry
@@ -37,13 +40,28 @@ from .credentials import (
 from .credentials._chain import StaticProvider, as_provider, resolve_provider
 from .credentials._files import read_profile_files, resolve_flag
 from .credentials._refresh import RefreshingCredentials
-from .exceptions import DeadlineError, SourceSizeError, UsageError
+from .exceptions import DeadlineError, S3ResponseError, SourceSizeError, UsageError
 
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["Download", "MultipartUploadInfo", "PartInfo", "Progress", "S3Client", "Upload",
-           "UploadResult", "UploadStats"]
+__all__ = [
+    "BucketInfo",
+    "CommonPrefix",
+    "DeleteError",
+    "DeleteResult",
+    "Download",
+    "MultipartUploadInfo",
+    "ObjectInfo",
+    "ObjectSummary",
+    "PartInfo",
+    "PresignedRequest",
+    "Progress",
+    "S3Client",
+    "Upload",
+    "UploadResult",
+    "UploadStats",
+]
 
 logger = logging.getLogger("s3stream")
 
@@ -623,5 +641,184 @@ class S3Client:
     # ---------------------------------------------------------- object operations
     # head_object(), head_bucket(), delete_object(), delete_objects(), list_objects().
 
+    async def head_object(self, bucket: str, key: str, *,
+                          version_id: str | None = None) -> ObjectInfo:
+        """What S3 holds at ``s3://bucket/key``: size, ETag, content type, metadata,
+        stored checksums (asked for with ``x-amz-checksum-mode``), version, dates.
+
+        A missing key *or* bucket raises ``NotFoundError`` with code ``NotFound``: a HEAD
+        answer has no body to say which (``head_bucket()`` tells them apart)."""
+        request = _objects.head_object(
+            proto.validate_bucket(bucket), proto.validate_key(key),
+            version_id=_check_optional_str("version_id", version_id))
+        return await self._requester.call(request, _objects.read_object_info)
+
+    async def head_bucket(self, bucket: str) -> BucketInfo:
+        """Check that ``bucket`` exists and these credentials reach it; where it lives.
+
+        A missing bucket raises ``NotFoundError`` (code ``NoSuchBucket``); one that
+        exists but is not yours, ``S3ResponseError`` with status 403."""
+        bucket = proto.validate_bucket(bucket)
+        _, region = self._requester._where(bucket)
+        info = await self._requester.call(_objects.head_bucket(bucket),
+                                          _objects.bucket_reader(region))
+        if info.region and info.region != self._requester.region:
+            # Presigned URLs for this bucket are then signed for its own region.
+            self._requester.bucket_regions.setdefault(bucket, info.region)
+        return info
+
+    async def delete_object(self, bucket: str, key: str, *,
+                            version_id: str | None = None) -> None:
+        """Delete one object (or one version of it). Deleting a key that does not exist
+        succeeds, as S3 does it; a missing bucket raises ``NotFoundError``."""
+        request = _objects.delete_object(
+            proto.validate_bucket(bucket), proto.validate_key(key),
+            version_id=_check_optional_str("version_id", version_id))
+        await self._requester.call(request, _objects.read_delete)
+
+    async def delete_objects(self, bucket: str, keys: Iterable[str]) -> DeleteResult:
+        """Delete many objects, 1,000 per DeleteObjects request, one request at a time.
+
+        Every key is checked before the first request. Keys S3 could not delete are in
+        ``result.errors`` with S3's code and message (``result.ok`` is False); a request
+        that fails as a whole raises, and the keys of earlier batches stay deleted."""
+        bucket = proto.validate_bucket(bucket)
+        checked = _objects.check_delete_keys(keys)
+        deleted: list[str] = []
+        errors: list[_objects.DeleteError] = []
+        for start in range(0, len(checked), _objects.MAX_DELETE_KEYS):
+            batch = checked[start:start + _objects.MAX_DELETE_KEYS]
+            result = await self._requester.call(_objects.delete_objects(bucket, batch),
+                                                _objects.read_delete_objects)
+            deleted.extend(result.deleted)
+            errors.extend(result.errors)
+        return DeleteResult(deleted, errors)
+
+    def list_objects(
+        self, bucket: str, *, prefix: str = "", delimiter: str | None = None,
+        start_after: str | None = None, _max_keys: int | None = None,
+    ) -> AsyncIterator[ObjectSummary | CommonPrefix]:
+        """The objects in ``bucket`` whose keys start with ``prefix``, in key order
+        (ListObjectsV2, page by page as the iteration goes).
+
+        With a ``delimiter`` (usually ``"/"``), keys that hold it after the prefix are
+        rolled up into one ``CommonPrefix`` per "directory". ``start_after`` starts the
+        listing after that key. Arguments are checked here, before any request."""
+        bucket = proto.validate_bucket(bucket)
+        if not isinstance(prefix, str):
+            raise UsageError(f"prefix must be a str, not {_type(prefix)}")
+        delimiter = _check_optional_str("delimiter", delimiter)
+        start_after = _check_optional_str("start_after", start_after)
+        if _max_keys is not None:
+            _check_count("_max_keys", _max_keys)
+        return self._list_objects(bucket, prefix, delimiter, start_after, _max_keys)
+
+    async def _list_objects(
+        self, bucket: str, prefix: str, delimiter: str | None, start_after: str | None,
+        max_keys: int | None,
+    ) -> AsyncIterator[ObjectSummary | CommonPrefix]:
+        token: str | None = None
+        while True:
+            page = await self._requester.call(
+                _objects.list_objects(bucket, prefix=prefix, delimiter=delimiter,
+                                      start_after=start_after, token=token,
+                                      max_keys=max_keys),
+                _objects.read_list_objects)
+            for item in page.items:
+                yield item
+            if not page.truncated:
+                return
+            if page.next_token and page.next_token != token:
+                # S3 may send a truncated page with nothing on it: the token still moves on.
+                token = page.next_token
+            elif page.items and not page.next_token:
+                # A store that truncates without a token: go on after the last name seen.
+                token, start_after = None, _objects.item_name(page.items[-1])
+            else:
+                # The same token again, or nothing to go on from: never loop forever.
+                raise S3ResponseError(
+                    status=200, code="MalformedResponse", operation="ListObjectsV2",
+                    message="a truncated listing page gave no way to the next page",
+                    bucket=bucket, key=None)
+
     # -------------------------------------------------------------- presigned URLs
     # presign_get(), presign_put(), presign_upload_part(), object_url().
+
+    async def _presign(self, method: str, bucket: str, key: str, expires: int,
+                       query: list[tuple[str, str]],
+                       headers: Sequence[tuple[str, str]] = ()) -> str:
+        # The credentials current now (refreshed if they are about to expire), the clock
+        # as corrected for the server's, and the region the bucket is known to live in.
+        if self._requester.closed:
+            raise UsageError("this S3Client is closed")
+        credentials = await self._requester.credentials.get()
+        endpoint, region = self._requester._where(bucket)
+        now = self._requester.now()
+        if credentials.expiry is not None and now + timedelta(seconds=expires) > \
+                credentials.expiry:
+            logger.info("presigned %s of s3://%s/%s stops working at %s, when the temporary "
+                        "credentials that sign it expire (before its %d s)", method, bucket,
+                        key, credentials.expiry.isoformat(), expires)
+        return _presign.presign(
+            endpoint=endpoint, region=region, credentials=credentials, now=now,
+            expires=expires, method=method, bucket=bucket, key=key, query=query,
+            headers=headers)
+
+    async def presign_get(
+        self, bucket: str, key: str, *, expires: int | timedelta = 3600,
+        version_id: str | None = None, response_headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """A URL that GETs ``s3://bucket/key`` without credentials for ``expires`` seconds
+        (an int or a timedelta, 1 s to 7 days). ``response_headers`` asks S3 to answer with
+        these headers (``{"Content-Disposition": "attachment; filename=a.txt"}``); only
+        the six S3 allows (content type, disposition, encoding, language, cache control,
+        expires) can be given."""
+        bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
+        seconds = _presign.check_expires(expires)
+        query = _presign.response_query(response_headers)
+        version_id = _check_optional_str("version_id", version_id)
+        if version_id is not None:
+            query.append(("versionId", version_id))
+        return await self._presign("GET", bucket, key, seconds, query)
+
+    async def presign_put(
+        self, bucket: str, key: str, *, expires: int | timedelta = 3600,
+        content_type: str | None = None, metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PresignedRequest:
+        """A PUT that stores one object (up to 5 GiB) at ``s3://bucket/key`` without
+        credentials. The content type, metadata and headers given are signed: whoever
+        uses the URL must send ``result.headers`` exactly, or S3 refuses it (403)."""
+        bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
+        seconds = _presign.check_expires(expires)
+        _check_optional_str("content_type", content_type)
+        _check_mapping("metadata", metadata)
+        _check_mapping("headers", headers)
+        signed = proto.build_object_headers(content_type=content_type, metadata=metadata,
+                                            extra_headers=headers)
+        url = await self._presign("PUT", bucket, key, seconds, [], signed)
+        return PresignedRequest("PUT", url, dict(signed))
+
+    async def presign_upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, *,
+        expires: int | timedelta = 3600,
+    ) -> str:
+        """A URL that PUTs part ``part_number`` (1..10,000) of multipart upload
+        ``upload_id`` without credentials: the body is the part's bytes, and the ETag
+        header of the answer is what CompleteMultipartUpload needs."""
+        bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
+        if not isinstance(upload_id, str) or not upload_id:
+            raise UsageError("upload_id must be a non-empty str")
+        if isinstance(part_number, bool) or not isinstance(part_number, int) or \
+                not 1 <= part_number <= self.limits.max_parts:
+            raise UsageError(f"part_number must be an int from 1 to {self.limits.max_parts}")
+        seconds = _presign.check_expires(expires)
+        query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        return await self._presign("PUT", bucket, key, seconds, query)
+
+    def object_url(self, bucket: str, key: str) -> str:
+        """The plain, unsigned URL of ``s3://bucket/key``: for public objects, or a CDN
+        in front of the bucket. Nothing is sent."""
+        bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
+        endpoint, _ = self._requester._where(bucket)
+        return _presign.object_url(endpoint, bucket, key)
