@@ -3,12 +3,15 @@
 The public API, all importable from ``s3stream``::
 
     S3Client(...)          the client: upload(), open_upload(), list_multipart_uploads(),
-                           list_parts(), abort_multipart_upload(), abort_stale()
+                           list_parts(), abort_multipart_upload(), abort_stale();
+                           create_multipart_upload(), upload_part(), presign_upload_part(),
+                           complete_multipart_upload(), resume_upload()
     Upload                 what open_upload() returns: ``async with``, ``await up.write(b)``
     UploadResult           what an upload stored (etag, size, parts, checksum, stats)
     UploadStats, Progress  an upload's counters; what ``progress=`` is called with
     MultipartUploadInfo    what list_multipart_uploads() yields
     PartInfo               what list_parts() yields
+    ResumeStats            resume_upload()'s ``result.stats``: the parts kept, sent, replaced
     Credentials            static keys; ``Credentials.anonymous()`` for unsigned requests
     Retry                  the retry policy
     Limits                 S3's multipart rules, as data
@@ -49,14 +52,15 @@ from .exceptions import (
 
 if _TYPE_CHECKING:
     from ._client import MultipartUploadInfo, PartInfo, S3Client
+    from ._multipart import ResumeStats
     from ._upload import Progress, Upload, UploadResult, UploadStats
 
 __version__ = "0.1.0"
 
 # The client (and aiohttp with it) loads on first use, so that importing the light parts,
 # such as the ``s3stream.testing`` pytest plugin, costs milliseconds rather than ~0.2 s.
-_LAZY = {"MultipartUploadInfo", "PartInfo", "Progress", "S3Client", "Upload", "UploadResult",
-         "UploadStats"}
+_LAZY = {"MultipartUploadInfo", "PartInfo", "Progress", "ResumeStats", "S3Client", "Upload",
+         "UploadResult", "UploadStats"}
 
 
 def __getattr__(name: str) -> _Any:
@@ -87,6 +91,7 @@ __all__ = [
     "PartInfo",
     "PreconditionFailedError",
     "Progress",
+    "ResumeStats",
     "Retry",
     "S3Client",
     "S3ResponseError",
