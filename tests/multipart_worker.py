@@ -12,23 +12,28 @@ import json
 import sys
 
 import aiohttp
+from yarl import URL
+
+
+def read(path: str, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
 
 
 async def main() -> None:
     job = json.load(sys.stdin)
     etags: dict[str, str] = {}
     async with aiohttp.ClientSession() as session:
-        with open(job["path"], "rb") as f:
-            for part in job["parts"]:
-                f.seek(part["offset"])
-                body = f.read(part["size"])
-                # The URL's query is already encoded: yarl must send it as it is.
-                async with session.put(aiohttp.client.URL(part["url"], encoded=True),
-                                       data=body) as response:
-                    text = await response.text()
-                    if response.status != 200:
-                        sys.exit(f"part {part['number']}: HTTP {response.status}: {text}")
-                    etags[str(part["number"])] = response.headers["ETag"]
+        for part in job["parts"]:
+            body = await asyncio.to_thread(read, job["path"], part["offset"], part["size"])
+            # The URL's query is already encoded: yarl must send it as it is.
+            async with session.put(URL(part["url"], encoded=True),
+                                   data=body) as response:
+                text = await response.text()
+                if response.status != 200:
+                    sys.exit(f"part {part['number']}: HTTP {response.status}: {text}")
+                etags[str(part["number"])] = response.headers["ETag"]
     json.dump(etags, sys.stdout)
 
 
