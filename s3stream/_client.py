@@ -631,7 +631,7 @@ class S3Client:
         number = self._part_number(part_number)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise UsageError(f"data must be bytes, bytearray or memoryview, not {_type(data)}")
-        body = as_buffer(memoryview(data).cast("B") if isinstance(data, memoryview) else data)
+        body = as_buffer(data)  # a mutable buffer is copied: the caller may reuse it
         if len(body) > self.limits.max_part_size:
             raise UsageError(f"a part holds at most {self.limits.max_part_size} bytes, not "
                              f"{len(body)}")
