@@ -13,11 +13,9 @@ were sent, so that it can be resumed again (or aborted by the caller).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,17 +168,6 @@ async def newest_upload_id(requester: Requester, bucket: str, key: str,
     return _resume.newest_upload(uploads, key, bucket)
 
 
-def _stored_checksum(done: _xml.CompleteResult) -> tuple[str | None, str | None, str | None]:
-    """The object's checksum as the Complete answer reports it: (value, algorithm, type)."""
-    for name, algorithm in _resume.CHECKSUM_ALGORITHMS.items():
-        value = done.checksums.get(name)
-        if value:
-            kind = "COMPOSITE" if value.rpartition("-")[2].isdigit() and "-" in value \
-                else "FULL_OBJECT"
-            return value, algorithm, kind
-    return None, None, None
-
-
 async def complete(requester: Requester, bucket: str, key: str, upload_id: str,
                    parts: Sequence[tuple[int, str]] | None) -> UploadResult:
     """CompleteMultipartUpload from ``parts`` ((number, ETag), sorted, checked) or, for
@@ -222,7 +209,7 @@ async def complete(requester: Requester, bucket: str, key: str, upload_id: str,
                                               stats=stats), bucket, key),
         bucket=bucket, key=key)
     assert done.etag is not None
-    checksum, algorithm, kind = _stored_checksum(done)
+    checksum, algorithm, kind = _resume.stored_checksum(done)
     return UploadResult(bucket, key, done.etag, size, len(chosen), upload_id, done.version_id,
                         checksum, algorithm, kind, False,
                         _stats(stats, started, len(chosen)))
@@ -262,16 +249,6 @@ def _read_range(f: BinaryIO, offset: int, size: int) -> bytes:
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
-def _digest(data: bytes, algorithm: str) -> bytes:
-    if algorithm == "crc32":
-        return zlib.crc32(data).to_bytes(4, "big")
-    if algorithm == "md5":
-        return hashlib.md5(data, usedforsecurity=False).digest()
-    result = cks.digest_part([data], sha256=False, algorithm=algorithm).checksum
-    assert result is not None
-    return result
-
-
 def _read_and_check(f: BinaryIO, part: _resume.PlannedPart,
                     algorithm: str | None) -> tuple[bytes, bool, bytes | None]:
     """A part's bytes, whether they match the listed part, and their ``algorithm``
@@ -279,38 +256,11 @@ def _read_and_check(f: BinaryIO, part: _resume.PlannedPart,
     data = _read_range(f, part.offset, part.size)
     check = part.check
     assert check is not None
-    ok = _digest(data, check.algorithm) == check.expected
+    ok = _resume.digest(data, check.algorithm) == check.expected
     if not ok or not cks.stored_by_s3(algorithm):
         return data, ok, None
-    raw = check.expected if check.algorithm == algorithm else _digest(data, algorithm)
+    raw = check.expected if check.algorithm == algorithm else _resume.digest(data, algorithm)
     return data, ok, raw
-
-
-def _computable() -> tuple[str, ...]:
-    return ("crc32", "sha256", "md5", *(("crc32c",) if cks.fast_crc32c_available() else ()))
-
-
-def _upload_plan(listing: Listing, algorithm: str | None, strict: bool,
-                 store_level: int, where: str) -> ChecksumPlan:
-    """The checksum protocol the resumed parts and the Complete speak: the upload's own
-    where the store reports it (ListParts' algorithm and type, or the parts' checksums),
-    else ``algorithm`` (what ``upload()`` would have used)."""
-    reported = (listing.checksum_algorithm or "").lower() or next(
-        (_resume.CHECKSUM_ALGORITHMS[name] for p in listing.parts for name in p.checksums
-         if name in _resume.CHECKSUM_ALGORITHMS), None)
-    if reported:
-        if reported not in cks.ALGORITHMS:
-            raise UsageError(f"{where}: the upload was created with the {reported} checksum, "
-                             "which s3stream cannot compute")
-        if strict and algorithm != reported:
-            raise UsageError(f"{where}: the upload was created with the {reported} checksum; "
-                             f"checksum={algorithm!r} cannot be used for its parts")
-        algorithm = cks.validate_algorithm(reported)
-        kind = (listing.checksum_type or "").upper()
-        level = cks.COMPOSITE if kind == "COMPOSITE" else cks.best_level(algorithm)
-        # The store said which checksum the upload takes: send exactly that.
-        return ChecksumPlan(algorithm, strict=True, level=level)
-    return ChecksumPlan.start(algorithm, strict=strict, store_level=store_level)
 
 
 async def resume(
@@ -337,9 +287,11 @@ async def resume(
             upload_id = await newest_upload_id(requester, bucket, key, stats)
         where = f"s3://{bucket}/{key} upload {upload_id}"
         listing = await list_all_parts(requester, bucket, key, upload_id, stats)
-        plan = _upload_plan(listing, algorithm, strict, requester.store.level, where)
+        plan = _resume.checksum_plan(listing.parts, listing.checksum_algorithm,
+                                     listing.checksum_type, algorithm, strict,
+                                     requester.store.level, where)
         layout = _resume.plan_resume(size, listing.parts, part_size=part_size,
-                                     algorithm=plan.algorithm, computable=_computable(),
+                                     algorithm=plan.algorithm, computable=_resume.computable(),
                                      limits=limits)
         logger.info("%s: resuming %d parts of %d bytes; %d listed, %d to verify", where,
                     len(layout.parts), layout.part_size, len(listing.parts),

@@ -18,6 +18,9 @@ checksum) is sent again: a kept part is always one whose bytes are known to be t
 file's. Listed parts past the file's last part are left out of the Complete (S3 then
 discards them).
 
+The checksum protocol of the parts sent and of the Complete is the upload's own where
+the store reports it (``checksum_plan``), else the one ``upload()`` would have used.
+
 Part sizes follow ``_parts.plan`` for a known size, so ``S3Client.upload(path)`` of the
 same file plans the same parts as a resume does. Where the caller does not say which
 part size the interrupted upload used, it is inferred from the listing (see
@@ -28,17 +31,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
+import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from . import _checksums as cks
+from ._integrity import ChecksumPlan
 from ._parts import S3_LIMITS, Limits, plan
-from ._xml import PartListing, UploadListing
+from ._xml import CompleteResult, PartListing, UploadListing
 from .exceptions import UsageError
 
-__all__ = ["Check", "PlannedPart", "ResumePlan", "check_for", "infer_part_size",
-           "newest_upload", "plan_resume"]
+__all__ = ["Check", "PlannedPart", "ResumePlan", "check_for", "checksum_plan", "computable",
+           "digest", "infer_part_size", "newest_upload", "plan_resume", "stored_checksum"]
 
 #: The stored checksums a part may be verified with: ListParts' name -> our algorithm.
 CHECKSUM_ALGORITHMS = {"ChecksumCRC32C": "crc32c", "ChecksumCRC32": "crc32",
@@ -215,3 +222,57 @@ def newest_upload(uploads: Sequence[UploadListing], key: str, bucket: str) -> st
                          f"the same time ({newest.isoformat()}); pass upload_id "
                          f"(one of {', '.join(u.upload_id for u in top)})")
     return top[0].upload_id
+
+
+# ------------------------------------------------------------- checksums
+
+
+def digest(data: bytes, algorithm: str) -> bytes:
+    """The raw ``algorithm`` digest of ``data`` (CRCs as 4 big-endian bytes)."""
+    if algorithm == "crc32":
+        return zlib.crc32(data).to_bytes(4, "big")
+    if algorithm == "md5":
+        return hashlib.md5(data, usedforsecurity=False).digest()
+    result = cks.digest_part([data], sha256=False, algorithm=algorithm).checksum
+    assert result is not None
+    return result
+
+
+def computable() -> tuple[str, ...]:
+    """The checksums this process can compute (CRC32C needs a native extension)."""
+    return ("crc32", "sha256", "md5", *(("crc32c",) if cks.fast_crc32c_available() else ()))
+
+
+def checksum_plan(listed: Sequence[PartListing], listed_algorithm: str | None,
+                  listed_type: str | None, algorithm: str | None, strict: bool,
+                  store_level: int, where: str) -> ChecksumPlan:
+    """The checksum protocol the resumed parts and the Complete speak: the upload's own
+    where the store reports it (ListParts' algorithm and type, or the parts' checksums),
+    else ``algorithm`` (what ``upload()`` would have used)."""
+    reported = (listed_algorithm or "").lower() or next(
+        (CHECKSUM_ALGORITHMS[name] for p in listed for name in p.checksums
+         if name in CHECKSUM_ALGORITHMS), None)
+    if reported:
+        if reported not in cks.ALGORITHMS:
+            raise UsageError(f"{where}: the upload was created with the {reported} checksum, "
+                             "which s3stream cannot compute")
+        if strict and algorithm != reported:
+            raise UsageError(f"{where}: the upload was created with the {reported} checksum; "
+                             f"checksum={algorithm!r} cannot be used for its parts")
+        algorithm = cks.validate_algorithm(reported)
+        kind = (listed_type or "").upper()
+        level = cks.COMPOSITE if kind == "COMPOSITE" else cks.best_level(algorithm)
+        # The store said which checksum the upload takes: send exactly that.
+        return ChecksumPlan(algorithm, strict=True, level=level)
+    return ChecksumPlan.start(algorithm, strict=strict, store_level=store_level)
+
+
+def stored_checksum(done: CompleteResult) -> tuple[str | None, str | None, str | None]:
+    """The object's checksum as the Complete answer reports it: (value, algorithm, type)."""
+    for name, algorithm in CHECKSUM_ALGORITHMS.items():
+        value = done.checksums.get(name)
+        if value:
+            kind = "COMPOSITE" if value.rpartition("-")[2].isdigit() and "-" in value \
+                else "FULL_OBJECT"
+            return value, algorithm, kind
+    return None, None, None

@@ -103,3 +103,20 @@ def test_list_parts_reads_stored_checksums_and_the_upload_checksum() -> None:
         b"</ListPartsResult>")
     assert (page.checksum_algorithm, page.checksum_type) == ("CRC32", "FULL_OBJECT")
     assert page.parts[0].checksums == {"ChecksumCRC32": "AAAAAA=="}
+
+
+def test_checksum_plan_follows_what_the_store_reports() -> None:
+    from s3stream import _checksums as cks
+    from s3stream._resume import checksum_plan
+
+    plan = checksum_plan([], "CRC32", "COMPOSITE", "crc32c", False, cks.FULL, "w")
+    assert (plan.algorithm, plan.level, plan.strict) == ("crc32", cks.COMPOSITE, True)
+    # From a part's stored checksum when the upload's algorithm is not reported.
+    plan = checksum_plan([listed(1, 1, ChecksumSHA256="x")], None, None, None, False,
+                         cks.FULL, "w")
+    assert plan.algorithm == "sha256"
+    # Nothing reported: what upload() would have used, as far as the store takes it.
+    plan = checksum_plan([listed(1, 1)], None, None, "crc32", False, cks.COMPOSITE, "w")
+    assert (plan.algorithm, plan.level, plan.strict) == ("crc32", cks.COMPOSITE, False)
+    with pytest.raises(UsageError, match="created with the crc32 checksum"):
+        checksum_plan([], "CRC32", None, "sha256", True, cks.FULL, "w")
