@@ -741,7 +741,7 @@ class S3Client:
         if credentials.is_anonymous:
             raise UsageError("a presigned URL needs credentials to sign with; this client "
                              "is anonymous")
-        return _multipart.presign_part_url(self._requester, credentials, bucket, key,
+        return _multipart._presign_part_url(self._requester, credentials, bucket, key,
                                            upload_id, number, seconds, self._requester.now())
 
     # ---------------------------------------------------------- object operations

@@ -215,7 +215,7 @@ async def complete(requester: Requester, bucket: str, key: str, upload_id: str,
                         _stats(stats, started, len(chosen)))
 
 
-def presign_part_url(requester: Requester, credentials: Credentials, bucket: str, key: str,
+def _presign_part_url(requester: Requester, credentials: Credentials, bucket: str, key: str,
                      upload_id: str, number: int, expires: int, now: datetime) -> str:
     """A presigned UploadPart URL: a plain ``PUT`` of the part's bytes to it, with no
     credentials and no other signed header, uploads part ``number``."""

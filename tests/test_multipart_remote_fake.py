@@ -6,6 +6,7 @@ stored checksum (as AWS lists it) in preference to the ETag."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import zlib
@@ -218,3 +219,25 @@ async def test_explicit_checksum_other_than_the_uploads_is_refused(
     with pytest.raises(UsageError, match="created with the sha256 checksum"):
         await client.resume_upload(BUCKET, "k", path, upload_id=upload_id, checksum="crc32")
     await client.abort_multipart_upload(BUCKET, "k", upload_id)
+
+
+async def test_cancelled_resume_leaves_the_upload_open_and_gives_memory_back(
+    fake: FakeS3, client: S3Client, tmp_path: Path
+) -> None:
+    data = payload(3 * PART)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    upload_id = await parts_uploaded(client, data, [1])
+    gate = fake.stall(op=PART_OP, part=3)
+    task = asyncio.create_task(client.resume_upload(BUCKET, "k", path, part_size=PART))
+    await fake.part_started[3].wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gate.release()
+    budget = client._requester.budget
+    assert budget is not None and budget.held == 0
+    assert fake.open_uploads == {upload_id} and not fake.requests_for(ABORT)
+    # Resumed again, from what S3 holds now.
+    result = await client.resume_upload(BUCKET, "k", path, part_size=PART)
+    assert fake.objects["k"] == data and result.upload_id == upload_id
