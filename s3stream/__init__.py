@@ -7,6 +7,8 @@ The public API, all importable from ``s3stream``::
                            download(), download_to(), head_object(), head_bucket(),
                            delete_object(), delete_objects(), list_objects(),
                            presign_get(), presign_put(), presign_upload_part(), object_url()
+                           create_multipart_upload(), upload_part(),
+                           complete_multipart_upload(), resume_upload()
     Download               what download() returns: ``async with``, ``async for chunk in dl``
     Upload                 what open_upload() returns: ``async with``, ``await up.write(b)``
     UploadResult           what an upload stored (etag, size, parts, checksum, stats)
@@ -18,6 +20,7 @@ The public API, all importable from ``s3stream``::
     DeleteResult, DeleteError  what delete_objects() returns: deleted keys, per-key errors
     ObjectSummary, CommonPrefix  what list_objects() yields
     PresignedRequest       what presign_put() returns: method, URL and the headers to send
+    ResumeStats            resume_upload()'s ``result.stats``: the parts kept, sent, replaced
     Credentials            static keys; ``Credentials.anonymous()`` for unsigned requests
     Retry                  the retry policy
     Limits                 S3's multipart rules, as data
@@ -60,6 +63,7 @@ if _TYPE_CHECKING:
     from ._client import MultipartUploadInfo, PartInfo, S3Client
     from ._download import Download
     from ._info import ObjectInfo
+    from ._multipart import ResumeStats
     from ._objects import BucketInfo, CommonPrefix, DeleteError, DeleteResult, ObjectSummary
     from ._presign import PresignedRequest
     from ._upload import Progress, Upload, UploadResult, UploadStats
@@ -80,6 +84,7 @@ _LAZY = {
     "PartInfo",
     "PresignedRequest",
     "Progress",
+    "ResumeStats",
     "S3Client",
     "Upload",
     "UploadResult",
@@ -123,6 +128,7 @@ __all__ = [
     "PreconditionFailedError",
     "PresignedRequest",
     "Progress",
+    "ResumeStats",
     "Retry",
     "S3Client",
     "S3ResponseError",

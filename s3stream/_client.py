@@ -14,15 +14,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checksums as cks
-from . import _objects, _presign
+from . import _multipart, _objects, _presign
 from . import _protocol as proto
 from ._download import Download, DownloadOptions
 from ._download_file import check_path as check_download_path
 from ._download_file import download_to
 from ._info import ObjectInfo
 from ._memory import MemoryBudget
+from ._multipart import ResumeStats
 from ._objects import BucketInfo, CommonPrefix, DeleteError, DeleteResult, ObjectSummary
-from ._parts import S3_LIMITS, Limits, plan
+from ._parts import S3_LIMITS, Limits, as_buffer, plan, validate_part_size
 from ._presign import PresignedRequest
 from ._ranges import check_arguments as check_download_arguments
 from ._requester import Requester
@@ -57,6 +58,7 @@ __all__ = [
     "PartInfo",
     "PresignedRequest",
     "Progress",
+    "ResumeStats",
     "S3Client",
     "Upload",
     "UploadResult",
@@ -190,6 +192,18 @@ def _check_part_size(part_size: object) -> int | None:
         raise UsageError(
             f"part_size must be an int number of bytes or None, not {_type(part_size)}")
     return part_size
+
+
+def _check_upload_id(upload_id: object) -> str:
+    if not isinstance(upload_id, str) or not upload_id or \
+            any(c in upload_id for c in "\r\n\0"):
+        raise UsageError("upload_id must be the non-empty string CreateMultipartUpload "
+                         f"returned, not {_type(upload_id)}")
+    return upload_id
+
+
+#: S3's longest presigned URL life (SigV4): seven days.
+_MAX_EXPIRES = 7 * 24 * 3600
 
 
 class S3Client:
@@ -638,6 +652,154 @@ class S3Client:
     # create_multipart_upload(), upload_part(), complete_multipart_upload(),
     # resume_upload(): the steps for uploads whose parts come from elsewhere.
 
+    def _part_number(self, part_number: object) -> int:
+        top = self.limits.max_parts
+        if isinstance(part_number, bool) or not isinstance(part_number, int) or \
+                not 1 <= part_number <= top:
+            shown = part_number if isinstance(part_number, int) else _type(part_number)
+            raise UsageError(f"part_number must be an int from 1 to {top}, not {shown}")
+        return part_number
+
+    async def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        checksum: str | None = None,
+    ) -> str:
+        """Start a multipart upload whose parts are sent by others; returns its upload id.
+
+        Hand out ``presign_upload_part()`` URLs (or call ``upload_part()`` anywhere with
+        credentials), then ``complete_multipart_upload()`` or ``abort_multipart_upload()``.
+        ``checksum`` (``"crc32c"``, ``"crc32"``, ``"sha256"``; default None) makes S3 require
+        that checksum on every part: use it only when every part is sent by
+        ``upload_part(..., checksum=)`` (a presigned URL does not sign that header).
+        """
+        bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
+        _check_optional_str("content_type", content_type)
+        _check_mapping("metadata", metadata)
+        _check_mapping("headers", headers)
+        algorithm = cks.validate_algorithm(checksum)
+        object_headers = proto.build_object_headers(
+            content_type=content_type, metadata=metadata, extra_headers=headers)
+        return await _multipart.create(self._requester, bucket, key, object_headers, algorithm)
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: bytes | bytearray | memoryview,
+        *,
+        checksum: str | None = None,
+    ) -> str:
+        """Upload one part (1..10000) of an open multipart upload; returns its ETag, for
+        ``complete_multipart_upload(parts=[(number, etag), ...])``. Every part but the last
+        must be at least 5 MiB (S3 checks that on Complete). ``checksum`` sends that
+        checksum of ``data`` (required when the upload was created with one)."""
+        bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
+        upload_id = _check_upload_id(upload_id)
+        number = self._part_number(part_number)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise UsageError(f"data must be bytes, bytearray or memoryview, not {_type(data)}")
+        body = as_buffer(data)  # a mutable buffer is copied: the caller may reuse it
+        if len(body) > self.limits.max_part_size:
+            raise UsageError(f"a part holds at most {self.limits.max_part_size} bytes, not "
+                             f"{len(body)}")
+        algorithm = cks.validate_algorithm(checksum)
+        return await _multipart.upload_part(self._requester, bucket, key, upload_id, number,
+                                            body, algorithm)
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]] | None = None,
+    ) -> UploadResult:
+        """Complete a multipart upload from ``parts`` ((part number, ETag) pairs, in any
+        order; gaps in the numbering are allowed) or, with None, from every part ListParts
+        reports (all pages; at least one part, else UsageError).
+
+        The outcome is never guessed: a Complete whose answer is lost is confirmed with
+        HeadObject. A Complete S3 refuses leaves the upload open: retry it, or abort it.
+        """
+        bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
+        upload_id = _check_upload_id(upload_id)
+        checked = None if parts is None else self._check_parts(parts)
+        return await _multipart.complete(self._requester, bucket, key, upload_id, checked)
+
+    def _check_parts(self, parts: object) -> list[tuple[int, str]]:
+        if isinstance(parts, str | bytes) or not isinstance(parts, Sequence):
+            raise UsageError("parts must be a sequence of (part number, ETag) pairs or None, "
+                             f"not {_type(parts)}")
+        checked: dict[int, str] = {}
+        for item in parts:
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                raise UsageError("each of parts must be a (part number, ETag) pair, not "
+                                 f"{_type(item)}")
+            number, etag = item
+            number = self._part_number(number)
+            if not isinstance(etag, str) or not etag.strip('"') or \
+                    any(c in etag for c in "\r\n<>&"):
+                raise UsageError(f"part {number}'s ETag must be the non-empty string "
+                                 "UploadPart returned")
+            if number in checked:
+                raise UsageError(f"part {number} is given twice")
+            checked[number] = etag
+        if not checked:
+            raise UsageError("parts is empty: a multipart upload completes with at least "
+                             "one part")
+        # S3 wants them in ascending order; callers collect them as workers finish.
+        return sorted(checked.items())
+
+    async def resume_upload(
+        self,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        upload_id: str | None = None,
+        part_size: int | None = None,
+        concurrency: int = 4,
+        checksum: str | None = DEFAULT,
+    ) -> UploadResult:
+        """Finish an interrupted multipart upload of the file at ``path``.
+
+        ``upload_id=None`` picks the newest in-progress upload of exactly ``key``
+        (UsageError when there is none, or when several cannot be told apart). Each part
+        ListParts reports is kept only if its size is the one planned for its number and
+        its checksum (the stored one, else the ETag as an MD5) matches the file's bytes;
+        every other part is sent, then the upload completed. ``part_size=None`` infers
+        the interrupted upload's part size from the listing (``upload(path)`` plans the
+        same parts for the same file). ``checksum`` is used only when the store does not
+        say which one the upload was created with (default: the client's, as ``upload()``).
+        ``result.stats`` is a ``ResumeStats``: which parts were kept, sent, replaced.
+        An upload id that does not exist raises ``NotFoundError``. A failed resume never
+        aborts: ``UploadError`` names the upload, still open, to resume again or abort.
+        """
+        bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
+        if not isinstance(path, str | os.PathLike):
+            raise UsageError(f"path must be a str or os.PathLike, not {_type(path)}")
+        file_path = os.fspath(path)
+        if not isinstance(file_path, str):
+            raise UsageError("path must be a str or os.PathLike[str]")
+        if upload_id is not None:
+            upload_id = _check_upload_id(upload_id)
+        part_size = _check_part_size(part_size)
+        if part_size is not None:
+            validate_part_size(part_size, self.limits)
+        concurrency = _check_concurrency(concurrency)
+        algorithm = self.checksum if checksum is DEFAULT else cks.validate_algorithm(checksum)
+        strict = (checksum is not DEFAULT or self._checksum_explicit) and algorithm is not None
+        return await _multipart.resume(
+            self._requester, bucket, key, file_path, upload_id=upload_id, part_size=part_size,
+            concurrency=concurrency, algorithm=algorithm, strict=strict, limits=self.limits)
+
     # ---------------------------------------------------------- object operations
     # head_object(), head_bucket(), delete_object(), delete_objects(), list_objects().
 
@@ -804,8 +966,9 @@ class S3Client:
         expires: int | timedelta = 3600,
     ) -> str:
         """A URL that PUTs part ``part_number`` (1..10,000) of multipart upload
-        ``upload_id`` without credentials: the body is the part's bytes, and the ETag
-        header of the answer is what CompleteMultipartUpload needs."""
+        ``upload_id`` with no credentials and no signed headers: for a browser or a worker
+        on another machine. The body is the part's bytes; the answer's ETag is the part's
+        (``complete_multipart_upload()`` can also find it by ListParts)."""
         bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
         if not isinstance(upload_id, str) or not upload_id:
             raise UsageError("upload_id must be a non-empty str")
