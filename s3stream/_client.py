@@ -203,7 +203,6 @@ def _check_upload_id(upload_id: object) -> str:
 
 
 #: S3's longest presigned URL life (SigV4): seven days.
-_MAX_EXPIRES = 7 * 24 * 3600
 
 
 class S3Client:
