@@ -6,16 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checksums as cks
 from . import _multipart, _objects, _presign
 from . import _protocol as proto
+from ._checks import (
+    DEFAULT,
+    check_callable,
+    check_concurrency,
+    check_count,
+    check_mapping,
+    check_optional_str,
+    check_part_size,
+    check_seconds,
+    check_upload_id,
+    parse_time,
+    type_name,
+)
 from ._download import Download, DownloadOptions
 from ._download_file import check_path as check_download_path
 from ._download_file import download_to
@@ -86,72 +98,7 @@ class PartInfo:
     last_modified: datetime | None
 
 
-class _Default:
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-#: "Use the client's setting": lets ``checksum=None`` mean "no checksum" per upload.
-DEFAULT: Any = _Default()
-
 _ADDRESSING = ("auto", "path", "virtual")
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-# Argument checks. Messages name the option and the type of what was passed; values are
-# shown only where they cannot be secret (numbers, the enumerated strings).
-
-
-def _type(value: object) -> str:
-    return type(value).__name__
-
-
-def _check_count(name: str, value: object) -> int:
-    # bool is an int to Python, but True as a count is a mistake, not a 1.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{name} must be an int >= 1, not {_type(value)}")
-    if value < 1:
-        raise UsageError(f"{name} must be an int >= 1, not {value}")
-    return value
-
-
-def _check_seconds(name: str, value: object, *, optional: bool) -> float | None:
-    if value is None and optional:
-        return None
-    none = " or None (no limit)" if optional else ""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UsageError(f"{name} must be a positive number of seconds{none}, not {_type(value)}")
-    # NaN compares false with everything, so "value <= 0" alone would let it through.
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{name} must be a positive number of seconds{none}, not {value}")
-    return value
-
-
-def _check_optional_str(name: str, value: object) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"{name} must be a str or None, not {_type(value)}")
-    if value == "":
-        raise UsageError(f"{name} must not be empty (pass None to use the default)")
-    return value
-
-
-def _check_callable(name: str, value: object) -> None:
-    if value is not None and not callable(value):
-        raise UsageError(f"{name} must be callable or None, not {_type(value)}")
-
-
-def _check_mapping(name: str, value: object) -> None:
-    if value is not None and not isinstance(value, Mapping):
-        raise UsageError(f"{name} must be a mapping (such as a dict) or None, not {_type(value)}")
 
 
 T = TypeVar("T")
@@ -164,10 +111,6 @@ DEFAULT_MEMORY_LIMIT = 1 << 30
 
 async def _run_blocking(function: Callable[[], T]) -> T:
     return await asyncio.to_thread(function)
-
-
-def _check_concurrency(concurrency: object) -> int:
-    return _check_count("concurrency", concurrency)
 
 
 async def _idle_limited(chunks: AsyncIterator[Any], idle: float,
@@ -185,24 +128,6 @@ async def _idle_limited(chunks: AsyncIterator[Any], idle: float,
                 f"{where}: the source produced nothing for source_timeout={idle} s; the "
                 "upload was aborted", which="source_timeout", seconds=idle) from None
         yield chunk
-
-
-def _check_part_size(part_size: object) -> int | None:
-    if part_size is not None and (isinstance(part_size, bool) or not isinstance(part_size, int)):
-        raise UsageError(
-            f"part_size must be an int number of bytes or None, not {_type(part_size)}")
-    return part_size
-
-
-def _check_upload_id(upload_id: object) -> str:
-    if not isinstance(upload_id, str) or not upload_id or \
-            any(c in upload_id for c in "\r\n\0"):
-        raise UsageError("upload_id must be the non-empty string CreateMultipartUpload "
-                         f"returned, not {_type(upload_id)}")
-    return upload_id
-
-
-#: S3's longest presigned URL life (SigV4): seven days.
 
 
 class S3Client:
@@ -248,8 +173,8 @@ class S3Client:
         rand: Callable[[], float] | None = None,
     ) -> None:
         # Every argument is checked before anything is resolved, read or sent.
-        endpoint = _check_optional_str("endpoint", endpoint)
-        region = _check_optional_str("region", region)
+        endpoint = check_optional_str("endpoint", endpoint)
+        region = check_optional_str("region", region)
         # Never shows the value: a tuple or dict passed here holds the secret.
         as_provider(credentials)
         if session is not None:
@@ -257,32 +182,32 @@ class S3Client:
 
             if not isinstance(session, ClientSession):
                 raise UsageError(
-                    f"session must be an aiohttp.ClientSession or None, not {_type(session)}")
+                    f"session must be an aiohttp.ClientSession or None, not {type_name(session)}")
         if not isinstance(addressing, str) or addressing not in _ADDRESSING:
-            shown = repr(addressing) if isinstance(addressing, str) else _type(addressing)
+            shown = repr(addressing) if isinstance(addressing, str) else type_name(addressing)
             raise UsageError(f"addressing must be 'auto', 'path' or 'virtual', not {shown}")
         # Exactly True, False or None: a string such as "unsigned" or "false" is truthy
         # and would silently mean the opposite of what it says.
         if sign_payload is not None and not isinstance(sign_payload, bool):
             shown = repr(sign_payload) if isinstance(sign_payload, str | int) \
-                else _type(sign_payload)
+                else type_name(sign_payload)
             raise UsageError(f"sign_payload must be True, False or None, not {shown}")
         if retry is not None and not isinstance(retry, Retry):
-            raise UsageError(f"retry must be an s3stream.Retry or None, not {_type(retry)}")
-        _check_seconds("connect_timeout", connect_timeout, optional=True)
-        _check_seconds("stall_timeout", stall_timeout, optional=True)
-        _check_seconds("abort_timeout", abort_timeout, optional=False)
-        _check_count("max_connections", max_connections)
+            raise UsageError(f"retry must be an s3stream.Retry or None, not {type_name(retry)}")
+        check_seconds("connect_timeout", connect_timeout, optional=True)
+        check_seconds("stall_timeout", stall_timeout, optional=True)
+        check_seconds("abort_timeout", abort_timeout, optional=False)
+        check_count("max_connections", max_connections)
         algorithm = (cks.default_algorithm() if checksum is DEFAULT
                      else cks.validate_algorithm(checksum))
         if not isinstance(limits, Limits):
-            raise UsageError(f"limits must be an s3stream.Limits, not {_type(limits)}")
+            raise UsageError(f"limits must be an s3stream.Limits, not {type_name(limits)}")
         if environ is not None and not isinstance(environ, Mapping):
             raise UsageError(f"environ must be a mapping (such as os.environ) or None, "
-                             f"not {_type(environ)}")
-        _check_callable("clock", clock)
-        _check_callable("sleep", sleep)
-        _check_callable("rand", rand)
+                             f"not {type_name(environ)}")
+        check_callable("clock", clock)
+        check_callable("sleep", sleep)
+        check_callable("rand", rand)
         ca_bundle, proxy = check_transport_options(session=session, ca_bundle=ca_bundle,
                                                    proxy=proxy)
         check_user_agent_extra(user_agent_extra)
@@ -363,23 +288,23 @@ class S3Client:
         progress: Callable[[Progress], object] | None = None,
     ) -> UploadOptions:
         """Every argument of an upload, checked before any I/O."""
-        _check_optional_str("content_type", content_type)
+        check_optional_str("content_type", content_type)
         if size is not None and (isinstance(size, bool) or not isinstance(size, int)
                                  or size < 0):
             raise UsageError(f"size must be an int >= 0 (bytes) or None, not {size!r}")
         if max_size is not None:
-            _check_count("max_size", max_size)
-        _check_callable("progress", progress)
+            check_count("max_size", max_size)
+        check_callable("progress", progress)
         if size is not None and max_size is not None and size > max_size:
             raise SourceSizeError(
                 f"size={size} is more than max_size={max_size}: refused before anything "
                 "was sent", limit=max_size, produced=0)
-        _check_mapping("metadata", metadata)
-        _check_mapping("headers", headers)
+        check_mapping("metadata", metadata)
+        check_mapping("headers", headers)
         algorithm = self.checksum if checksum is DEFAULT else cks.validate_algorithm(checksum)
         strict = checksum is not DEFAULT or self._checksum_explicit
         if if_none_match is not None and if_none_match != "*":
-            shown = "" if isinstance(if_none_match, str) else f", not {_type(if_none_match)}"
+            shown = "" if isinstance(if_none_match, str) else f", not {type_name(if_none_match)}"
             raise UsageError('if_none_match supports only "*" (create the object only if '
                              f"absent) or None{shown}")
         if if_none_match is not None and if_match is not None:
@@ -397,7 +322,7 @@ class S3Client:
         return UploadOptions(
             bucket=proto.validate_bucket(bucket),
             key=proto.validate_key(key),
-            concurrency=_check_concurrency(concurrency),
+            concurrency=check_concurrency(concurrency),
             object_headers=object_headers,
             part_headers=part_headers,
             every_headers=every_headers,
@@ -439,7 +364,7 @@ class S3Client:
             if_none_match=if_none_match, if_match=if_match, size=size, max_size=max_size,
             progress=progress)
         return Upload(self._requester, options,
-                      plan(size=size, part_size=_check_part_size(part_size),
+                      plan(size=size, part_size=check_part_size(part_size),
                            limits=self.limits))
 
     async def upload(
@@ -483,9 +408,9 @@ class S3Client:
             metadata=metadata, headers=headers, checksum=checksum,
             if_none_match=if_none_match, if_match=if_match, size=size, max_size=max_size,
             progress=progress)
-        part_size = _check_part_size(part_size)
-        _check_seconds("timeout", timeout, optional=True)
-        _check_seconds("source_timeout", source_timeout, optional=True)
+        part_size = check_part_size(part_size)
+        check_seconds("timeout", timeout, optional=True)
+        check_seconds("source_timeout", source_timeout, optional=True)
         # A path is opened (and its size read) in a worker thread, still before any request.
         chunks, known, close = await open_source(source)
         try:
@@ -599,7 +524,7 @@ class S3Client:
                 proto.read_list_uploads)
             for item in page.uploads:
                 yield MultipartUploadInfo(bucket, item.key, item.upload_id,
-                                          _parse_time(item.initiated))
+                                          parse_time(item.initiated))
             if not page.truncated or not page.uploads:
                 return
             # Some S3 clones omit the Next*Marker fields: the last entry is the marker.
@@ -615,7 +540,7 @@ class S3Client:
                                     proto.read_list_parts)
             for part in page.parts:
                 yield PartInfo(part.number, part.etag, part.size,
-                               _parse_time(part.last_modified))
+                               parse_time(part.last_modified))
             if not page.truncated or not page.parts:
                 return
             marker = page.next_part_number_marker or page.parts[-1].number
@@ -655,7 +580,7 @@ class S3Client:
         top = self.limits.max_parts
         if isinstance(part_number, bool) or not isinstance(part_number, int) or \
                 not 1 <= part_number <= top:
-            shown = part_number if isinstance(part_number, int) else _type(part_number)
+            shown = part_number if isinstance(part_number, int) else type_name(part_number)
             raise UsageError(f"part_number must be an int from 1 to {top}, not {shown}")
         return part_number
 
@@ -678,9 +603,9 @@ class S3Client:
         ``upload_part(..., checksum=)`` (a presigned URL does not sign that header).
         """
         bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
-        _check_optional_str("content_type", content_type)
-        _check_mapping("metadata", metadata)
-        _check_mapping("headers", headers)
+        check_optional_str("content_type", content_type)
+        check_mapping("metadata", metadata)
+        check_mapping("headers", headers)
         algorithm = cks.validate_algorithm(checksum)
         object_headers = proto.build_object_headers(
             content_type=content_type, metadata=metadata, extra_headers=headers)
@@ -701,10 +626,10 @@ class S3Client:
         must be at least 5 MiB (S3 checks that on Complete). ``checksum`` sends that
         checksum of ``data`` (required when the upload was created with one)."""
         bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
-        upload_id = _check_upload_id(upload_id)
+        upload_id = check_upload_id(upload_id)
         number = self._part_number(part_number)
         if not isinstance(data, bytes | bytearray | memoryview):
-            raise UsageError(f"data must be bytes, bytearray or memoryview, not {_type(data)}")
+            raise UsageError(f"data must be bytes, bytearray or memoryview, not {type_name(data)}")
         body = as_buffer(data)  # a mutable buffer is copied: the caller may reuse it
         if len(body) > self.limits.max_part_size:
             raise UsageError(f"a part holds at most {self.limits.max_part_size} bytes, not "
@@ -728,19 +653,19 @@ class S3Client:
         HeadObject. A Complete S3 refuses leaves the upload open: retry it, or abort it.
         """
         bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
-        upload_id = _check_upload_id(upload_id)
+        upload_id = check_upload_id(upload_id)
         checked = None if parts is None else self._check_parts(parts)
         return await _multipart.complete(self._requester, bucket, key, upload_id, checked)
 
     def _check_parts(self, parts: object) -> list[tuple[int, str]]:
         if isinstance(parts, str | bytes) or not isinstance(parts, Sequence):
             raise UsageError("parts must be a sequence of (part number, ETag) pairs or None, "
-                             f"not {_type(parts)}")
+                             f"not {type_name(parts)}")
         checked: dict[int, str] = {}
         for item in parts:
             if not isinstance(item, tuple | list) or len(item) != 2:
                 raise UsageError("each of parts must be a (part number, ETag) pair, not "
-                                 f"{_type(item)}")
+                                 f"{type_name(item)}")
             number, etag = item
             number = self._part_number(number)
             if not isinstance(etag, str) or not etag.strip('"') or \
@@ -783,16 +708,16 @@ class S3Client:
         """
         bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
         if not isinstance(path, str | os.PathLike):
-            raise UsageError(f"path must be a str or os.PathLike, not {_type(path)}")
+            raise UsageError(f"path must be a str or os.PathLike, not {type_name(path)}")
         file_path = os.fspath(path)
         if not isinstance(file_path, str):
             raise UsageError("path must be a str or os.PathLike[str]")
         if upload_id is not None:
-            upload_id = _check_upload_id(upload_id)
-        part_size = _check_part_size(part_size)
+            upload_id = check_upload_id(upload_id)
+        part_size = check_part_size(part_size)
         if part_size is not None:
             validate_part_size(part_size, self.limits)
-        concurrency = _check_concurrency(concurrency)
+        concurrency = check_concurrency(concurrency)
         algorithm = self.checksum if checksum is DEFAULT else cks.validate_algorithm(checksum)
         strict = (checksum is not DEFAULT or self._checksum_explicit) and algorithm is not None
         return await _multipart.resume(
@@ -811,7 +736,7 @@ class S3Client:
         answer has no body to say which (``head_bucket()`` tells them apart)."""
         request = _objects.head_object(
             proto.validate_bucket(bucket), proto.validate_key(key),
-            version_id=_check_optional_str("version_id", version_id))
+            version_id=check_optional_str("version_id", version_id))
         return await self._requester.call(request, _objects.read_object_info)
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
@@ -834,7 +759,7 @@ class S3Client:
         succeeds, as S3 does it; a missing bucket raises ``NotFoundError``."""
         request = _objects.delete_object(
             proto.validate_bucket(bucket), proto.validate_key(key),
-            version_id=_check_optional_str("version_id", version_id))
+            version_id=check_optional_str("version_id", version_id))
         await self._requester.call(request, _objects.read_delete)
 
     async def delete_objects(self, bucket: str, keys: Iterable[str]) -> DeleteResult:
@@ -867,11 +792,11 @@ class S3Client:
         listing after that key. Arguments are checked here, before any request."""
         bucket = proto.validate_bucket(bucket)
         if not isinstance(prefix, str):
-            raise UsageError(f"prefix must be a str, not {_type(prefix)}")
-        delimiter = _check_optional_str("delimiter", delimiter)
-        start_after = _check_optional_str("start_after", start_after)
+            raise UsageError(f"prefix must be a str, not {type_name(prefix)}")
+        delimiter = check_optional_str("delimiter", delimiter)
+        start_after = check_optional_str("start_after", start_after)
         if _max_keys is not None:
-            _check_count("_max_keys", _max_keys)
+            check_count("_max_keys", _max_keys)
         return self._list_objects(bucket, prefix, delimiter, start_after, _max_keys)
 
     async def _list_objects(
@@ -937,7 +862,7 @@ class S3Client:
         bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
         seconds = _presign.check_expires(expires)
         query = _presign.response_query(response_headers)
-        version_id = _check_optional_str("version_id", version_id)
+        version_id = check_optional_str("version_id", version_id)
         if version_id is not None:
             query.append(("versionId", version_id))
         return await self._presign("GET", bucket, key, seconds, query)
@@ -952,9 +877,9 @@ class S3Client:
         uses the URL must send ``result.headers`` exactly, or S3 refuses it (403)."""
         bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
         seconds = _presign.check_expires(expires)
-        _check_optional_str("content_type", content_type)
-        _check_mapping("metadata", metadata)
-        _check_mapping("headers", headers)
+        check_optional_str("content_type", content_type)
+        check_mapping("metadata", metadata)
+        check_mapping("headers", headers)
         signed = proto.build_object_headers(content_type=content_type, metadata=metadata,
                                             extra_headers=headers)
         url = await self._presign("PUT", bucket, key, seconds, [], signed)
