@@ -299,6 +299,21 @@ def tls_seen(before: dict[str, Any], after: dict[str, Any], probe: str | None
     return {k: v for k, v in seen.items() if v > 0}
 
 
+def tls_summary(runs: list[dict[str, Any]]) -> list[str]:
+    """What every client negotiated, as the sink saw it, over the whole run."""
+    by_client: dict[str, dict[str, int]] = {}
+    for r in runs:
+        for k, v in (r.get("tls_connections") or {}).items():
+            seen = by_client.setdefault(r["client"], {})
+            seen[k] = seen.get(k, 0) + v
+    if not by_client:
+        return []
+    rows = [[c, ", ".join(f"{k} ({v} connections)" for k, v in sorted(seen.items()))]
+            for c, seen in by_client.items()]
+    return ["### TLS negotiated by each client (the sink's count, whole run)", "",
+            table(["client", "TLS version and cipher"], rows), ""]
+
+
 def download_problem(info: dict[str, Any], size: int, crc: int | None) -> str | None:
     """Why a download's bytes are wrong (None: they are right, as far as was checked)."""
     if info.get("received") != size:
@@ -443,9 +458,10 @@ def download_phase(runner: Runner, sink: Sink, args: argparse.Namespace,
     size = args.download_size
     if args.download_verify == "crc":
         runner.expected_crc[size] = pattern_crc32(size)
-    print(f"## download ({args.repeats} rounds)", file=sys.stderr)
+    repeats = args.download_repeats or args.repeats
+    print(f"## download ({repeats} rounds)", file=sys.stderr)
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for c in clients:
             runs[c].append(runner.against_sink(sink, "download", c, size))
     summary = {c: summarize(v) for c, v in runs.items()}
@@ -458,7 +474,7 @@ def download_phase(runner: Runner, sink: Sink, args: argparse.Namespace,
     return [f"### Download throughput: a {fmt_size(size)} object{transport}, streamed and "
             "discarded",
             f"{fmt_size(args.part_size)} parts (ranges), {args.concurrency} in flight where "
-            f"the client splits; median of {args.repeats} interleaved runs, each client in "
+            f"the client splits; median of {repeats} interleaved runs, each client in "
             "its own process. The sink generates the bytes (it stores nothing); each client "
             f"checked {checked}. Ratios: > 1 means the client is faster (MiB/s) or "
             "costlier (CPU) than obstore.", "",
@@ -607,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--download-clients", default=",".join(DOWNLOAD_CLIENTS))
     p.add_argument("--download-size", type=parse_size, default=None,
                    help="the downloaded object's size (default: --size)")
+    p.add_argument("--download-repeats", type=int, default=None,
+                   help="rounds of the download table (default: --repeats)")
     p.add_argument("--download-verify", choices=["sample", "crc"], default="sample",
                    help="what each download client checks: the length and every chunk's "
                         "first bytes (sample), or also a CRC-32 of every byte (crc)")
@@ -738,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"{args.concurrency} in flight)",
                    "Every chunk is a freshly allocated `bytes` (as from a network source). "
                    f"Bound: 30 MiB + (concurrency + 1) x part size = {bound:.0f} MiB. "
-                   "Peak is the kernel's high-water mark of the process (VmHWM), "
+                   f"Peak is the kernel's high-water mark of the process (VmHWM){transport}, "
                    "interpreter and imports included.", "",
                    memory_table(msum, memory_clients, memory_sizes, bound), ""]
         if "stall" not in skip:
@@ -753,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             ssum = {c: summarize(v) for c, v in srun.items()}
             report["stall"] = ssum
             md += ["### Event-loop responsiveness while uploading at full speed "
-                   f"({SOURCE_TEXT[sources[0]]})",
+                   f"({SOURCE_TEXT[sources[0]]}){transport}",
                    "A task sleeping 1 ms records how late each wake-up is (an idle loop "
                    "shows up to ~1 ms: epoll's millisecond timeout). When the loop thread "
                    "used about as much CPU as the stall lasted, code held the loop; when it "
@@ -770,6 +788,8 @@ def main(argv: list[str] | None = None) -> int:
             tls_files.cleanup()
 
     report["runs"] = runner.runs
+    if tls_files is not None:
+        md += tls_summary(runner.runs)
     report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     md += targets(report, args, bound)
     machine = report["machine"]
