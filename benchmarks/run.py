@@ -88,7 +88,7 @@ DOWNLOAD_CLIENTS = ["s3stream", "obstore", "aiobotocore", "awscrt"]
 #: How each download peer reads (for the table).
 DOWNLOAD_NOTES = {
     "s3stream": "`download()`: ranged GETs of the part size, `--concurrency` in flight, "
-                "1 MiB chunks, checksum=True (the sink offers none)",
+                "chunks as read off the socket (no copy), checksum=True (the sink offers none)",
     "obstore": "`get_async()` + `stream()`: one GET, default 10 MiB min_chunk_size",
     "aiobotocore": "`get_object()` + `Body.iter_chunks(1 MiB)`: one GET",
     "awscrt": "GET_OBJECT meta-request: ranged GETs of the part size on the CRT's threads, "

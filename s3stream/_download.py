@@ -1,8 +1,10 @@
 """The download engine: one object (or a byte range of it) as ranged GETs run
 concurrently and delivered in order.
 
-Concurrency and memory: each range has one buffer of its exact length, allocated once the
-client's memory budget granted it and filled in place as the body arrives. A launcher
+Concurrency and memory: a range holds the ``bytes`` pieces its answer arrived in (as
+aiohttp read them from the socket, never copied here), once the client's memory budget
+granted the range's length; the consumer is handed those same pieces, in order, as
+chunks: immutable, so safe to keep after the next one arrives. A launcher
 task starts the ranges in order; it takes a *window* slot (``concurrency + 1``: the range
 being delivered and those ahead of it), then the budget, then a *request* slot
 (``concurrency`` GETs in flight). A range gives its window slot and its budget back only
@@ -55,9 +57,6 @@ __all__ = ["Download", "DownloadOptions"]
 
 logger = logging.getLogger("s3stream")
 
-#: The most bytes one delivered chunk holds: the consumer gets bytes soon after they
-#: arrive, not only once a whole range has.
-CHUNK = 1 << 20
 #: How often the opening GET is sent again when the object changes under it (an empty
 #: object that stops being empty between its 416 and the HeadObject that follows).
 _OPEN_TRIES = 3
@@ -76,6 +75,14 @@ class DownloadOptions:
     checksum: bool
 
 
+def _crc_of(verifier: rg.Verifier, pieces: list[bytes]) -> int:
+    """One range's CRC, from its pieces in order (on a hashing thread)."""
+    crc = 0
+    for piece in pieces:
+        crc = verifier.crc(piece, crc)
+    return crc
+
+
 class _Unsatisfiable(Exception):
     """The opening GET was answered 416: an empty object, or an offset past the end."""
 
@@ -85,13 +92,15 @@ class _Unsatisfiable(Exception):
 
 
 class _Range:
-    __slots__ = ("buffer", "crc", "done", "end", "filled", "index", "reserved", "start")
+    __slots__ = ("crc", "done", "end", "filled", "index", "pieces", "reserved", "start")
 
     def __init__(self, index: int, start: int, end: int) -> None:
         self.index = index
         self.start = start
         self.end = end  # included
-        self.buffer: bytearray | None = None
+        #: The bytes received, in order, as they came off the connection.
+        self.pieces: list[bytes] = []
+        #: Bytes in ``pieces``: a retry asks from ``start + filled``.
         self.filled = 0
         #: Bytes of the client's memory budget this range holds.
         self.reserved = 0
@@ -127,8 +136,8 @@ class Download:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._error: BaseException | None = None
         self._wake = asyncio.Event()
-        #: (range index, bytes filled) the consumer waits for.
-        self._need: tuple[int, int] = (-1, 0)
+        #: The range whose next piece the consumer waits for.
+        self._need = -1
         self._window = asyncio.Semaphore(options.concurrency + 1)
         self._requests = asyncio.Semaphore(options.concurrency)
         self._ready: asyncio.Future[None] | None = None
@@ -319,9 +328,9 @@ class Download:
             self._budget.release(extra)
 
     def _release(self, rng: _Range) -> None:
-        if rng.buffer is not None:
-            self._buffered -= len(rng.buffer)
-            rng.buffer = None
+        if rng.pieces:
+            self._buffered -= rng.filled
+            rng.pieces = []
         if rng.reserved and self._budget is not None:
             self._budget.release(rng.reserved)
         rng.reserved = 0
@@ -336,7 +345,7 @@ class Download:
                 await self._reserve(rng)
                 await self._requests.acquire()
                 self._spawn(self._fetch(rng))
-                if self._need[0] == index:
+                if self._need == index:
                     self._wake.set()
         except asyncio.CancelledError:
             raise
@@ -355,9 +364,9 @@ class Download:
                                          lambda request, body: self._fill(rng, request, body))
             assert self._verifier is not None
             verifier = await self._verifier
-            if verifier is not None and rng.buffer is not None:
-                view = memoryview(rng.buffer)
-                rng.crc = await self._requester.in_hash_pool(lambda: verifier.crc(view, 0))
+            if verifier is not None and rng.pieces:
+                pieces = list(rng.pieces)
+                rng.crc = await self._requester.in_hash_pool(lambda: _crc_of(verifier, pieces))
             rng.done = True
             self._wake.set()
         except asyncio.CancelledError:
@@ -406,22 +415,29 @@ class Download:
         if problem is not None:
             raise proto.malformed(request, proto.Response(status, body.headers, b""),
                                   ValueError(problem))
-        if rng.buffer is None:
-            rng.buffer = bytearray(rng.size)
-            self._buffered += rng.size
-            self.peak_buffered = max(self.peak_buffered, self._buffered)
-        view = memoryview(rng.buffer)
         size = rng.size
-        need_index = rng.index
-        while rng.filled < size:
-            got = await body.readinto(view[rng.filled:])
+        index = rng.index
+        pieces = rng.pieces
+        read = body.read_piece
+        wake = self._wake
+        filled = rng.filled
+        while filled < size:
+            piece = await read()
+            got = len(piece)
             if got == 0:
-                raise TransportError(f"GetObject: the answer ended after {rng.filled} of "
+                raise TransportError(f"GetObject: the answer ended after {filled} of "
                                      f"{size} bytes of its range", operation="GetObject")
-            rng.filled += got
-            index, level = self._need
-            if index == need_index and rng.filled >= level:
-                self._wake.set()
+            if filled + got > size:  # a body longer than its range: the range only
+                piece = piece[:size - filled]
+                got = len(piece)
+            pieces.append(piece)
+            filled += got
+            rng.filled = filled
+            self._buffered += got
+            if self._buffered > self.peak_buffered:
+                self.peak_buffered = self._buffered
+            if self._need == index:
+                wake.set()
 
     def _check_same_object(self, request: proto.Request, body: BodyStream) -> None:
         assert self.info is not None
@@ -432,15 +448,18 @@ class Download:
 
     # -------------------------------------------------------------- delivering
 
-    async def _until(self, index: int, level: int) -> _Range:
-        """Range ``index`` once ``level`` bytes of it are in (or it is done)."""
-        self._need = (index, level)
+    async def _until(self, index: int, taken: int) -> _Range:
+        """Range ``index`` once its piece ``taken`` is in; the range's last piece only once
+        the range is done (its CRC computed)."""
+        self._need = index
         while True:
             if self._error is not None:
                 raise self._error
             rng = self._ranges.get(index)
-            if rng is not None and (rng.filled >= level and (level < rng.size or rng.done)):
-                return rng
+            if rng is not None:
+                have = len(rng.pieces)
+                if have > taken + 1 or (have > taken and (rng.filled < rng.size or rng.done)):
+                    return rng
             self._wake.clear()
             await self._wake.wait()
 
@@ -454,16 +473,14 @@ class Download:
             for index in range(plan.count):
                 _, end = plan.bounds(index)
                 size = end - (plan.offset + index * plan.part_size) + 1
-                pos = 0
+                pos = taken = 0
                 while pos < size:
-                    # Up to CHUNK bytes as soon as they are in; the last waits for the
-                    # range to be done (its CRC computed).
-                    level = min(pos + CHUNK, size)
-                    rng = await self._until(index, level if level < size else size)
-                    stop = min(rng.filled, pos + CHUNK)
-                    assert rng.buffer is not None
-                    chunk = bytes(memoryview(rng.buffer)[pos:stop])
-                    pos = stop
+                    # Each piece as soon as it is in, as it came (no copy: ``bytes``, so
+                    # the consumer may keep it).
+                    rng = await self._until(index, taken)
+                    chunk = rng.pieces[taken]
+                    taken += 1
+                    pos += len(chunk)
                     if pos == size:
                         # Taken whole: the range's memory goes back before the consumer
                         # holds its last chunk, so the next range can start meanwhile.

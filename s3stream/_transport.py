@@ -391,6 +391,19 @@ class BodyStream:
         view[:got] = chunk
         return got
 
+    async def read_piece(self) -> bytes:
+        """The body's next bytes as they arrived from the socket, without a copy (the
+        ``bytes`` aiohttp made); ``b""`` at its end. A download keeps these pieces and
+        hands them to the consumer as they are: copying them into a buffer of its own,
+        then out again per chunk, cost more CPU than the network read itself."""
+        content = self._resp.content
+        while True:
+            piece, end_of_http_chunk = await content.readchunk()
+            # (b"", True) marks the end of one HTTP chunk (chunked encoding), not of the
+            # body, which is (b"", False).
+            if piece or not end_of_http_chunk:
+                return piece
+
     async def error_body(self) -> bytes:
         """An error answer's body (up to the error cap): for ``error_from``."""
         return await Transport._read_body(self._resp, "GET", self._operation)
@@ -669,8 +682,8 @@ class Transport:
     @contextlib.asynccontextmanager
     async def stream(self, method: str, url: str, headers: Sequence[tuple[str, str]], *,
                      operation: str) -> AsyncIterator[BodyStream]:
-        """A request without a body whose answer's body the block reads bit by bit into
-        memory it owns (``BodyStream.readinto``): a download's range, never held twice.
+        """A request without a body whose answer's body the block reads bit by bit
+        (``BodyStream.read_piece``, or ``readinto`` memory it owns): a download's range.
 
         The same bounds and error mapping as ``send()``: ``stall_timeout`` between reads
         (``StallError``), a reset mid-body is a retryable ``TransportError``. Leaving the
