@@ -17,6 +17,9 @@ from .exceptions import UsageError
 
 __all__ = ["check_path", "download_to"]
 
+#: The bytes written per worker-thread hop (at most one chunk more).
+_WRITE_BATCH = 1 << 20
+
 
 def check_path(path: object) -> str:
     if not isinstance(path, str | os.PathLike):
@@ -47,8 +50,18 @@ async def download_to(dl: Download, path: str) -> ObjectInfo:
 
     try:
         async with dl:
+            # Chunks are what each socket read produced (as small as a few KiB over TLS):
+            # written a batch per worker-thread hop, not one hop each.
+            batch: list[bytes] = []
+            batched = 0
             async for chunk in dl:
-                await asyncio.to_thread(file.write, chunk)
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= _WRITE_BATCH:
+                    await asyncio.to_thread(file.writelines, batch)
+                    batch, batched = [], 0
+            if batch:
+                await asyncio.to_thread(file.writelines, batch)
         await asyncio.to_thread(finish)
     except BaseException:
         try:
