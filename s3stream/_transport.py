@@ -375,29 +375,25 @@ class _BuffersPayload(aiohttp.payload.Payload):
 
 
 #: The most bytes one socket read of a streamed body takes, where the transport lets us
-#: say (asyncio's transports read at most 256 KiB by default, TCP and TLS alike). Each
-#: read costs a round of Python work (the loop's callback, aiohttp's parser and buffer, a
-#: download's step), so fewer, larger reads cost less CPU per GiB; the bytes are the same.
+#: say (asyncio's plain-TCP transport reads at most 256 KiB by default). Each read costs a
+#: round of Python work (the loop's callback, aiohttp's parser and buffer, a download's
+#: step), so fewer, larger reads cost less CPU per GiB; the bytes are the same.
 _STREAM_READ_SIZE = 1 << 20
 
 
 def _widen_reads(resp: aiohttp.ClientResponse) -> None:
     """Let the connection under ``resp`` read up to ``_STREAM_READ_SIZE`` bytes at a time.
 
-    The knob is asyncio's ``max_size`` (read per call): on its plain-TCP transport, and
-    for TLS on the SSL protocol under the transport, whose reads from the socket and from
-    the TLS object it bounds (its receive buffer then grows to that size, once per
-    connection). Transports without it (uvloop's) are left as they are. The connection
-    keeps the larger size for the requests it carries next, which is harmless: a read
-    takes what is there."""
+    Only asyncio's selector transport has the knob (``max_size``, read per call); other
+    transports (TLS, uvloop) are left as they are. The connection keeps the larger size
+    for the requests it carries next, which is harmless: a read takes what is there."""
     connection = resp.connection
     transport = connection.transport if connection is not None else None
     if transport is None:
         return
-    target: object = getattr(transport, "_ssl_protocol", None) or transport
-    current = getattr(type(target), "max_size", None)
-    if isinstance(current, int) and getattr(target, "max_size", current) < _STREAM_READ_SIZE:
-        target.max_size = _STREAM_READ_SIZE  # type: ignore[attr-defined]
+    current = getattr(type(transport), "max_size", None)
+    if isinstance(current, int) and current < _STREAM_READ_SIZE:
+        transport.max_size = _STREAM_READ_SIZE  # type: ignore[attr-defined]
 
 
 class BodyStream:
