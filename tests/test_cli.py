@@ -110,8 +110,12 @@ def test_cp_stdin_redirected_from_a_file_sends_the_rest(
     assert read_back(boto, bucket, "rest") == data[1000:]
 
 
+@pytest.mark.parametrize(("signal_number", "status", "how"), [
+    (signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"])
 def test_interrupt_aborts_the_upload(server: LocalS3, env: dict[str, str], bucket: str,
-                                     boto: Any) -> None:
+                                     boto: Any, signal_number: int, status: int,
+                                     how: str) -> None:
     proc = subprocess.Popen(
         command(server, "cp", "-", f"s3://{bucket}/interrupted", "--part-size", "5MiB"),
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -121,16 +125,16 @@ def test_interrupt_aborts_the_upload(server: LocalS3, env: dict[str, str], bucke
         proc.stdin.write(os.urandom(11 * MiB))
         proc.stdin.flush()
         wait_for(lambda: list_open_uploads(server, boto, bucket), "the multipart upload")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal_number)
         returncode = proc.wait(timeout=COMMAND_TIMEOUT)
         stderr = proc.stderr.read().decode()
     finally:
         proc.kill()
         proc.stdin.close()
         proc.wait()
-    assert returncode == 130, stderr
+    assert returncode == status, stderr
     assert stderr.splitlines() == [
-        f"s3stream: interrupted: the upload to s3://{bucket}/interrupted was aborted, "
+        f"s3stream: {how}: the upload to s3://{bucket}/interrupted was aborted, "
         "nothing was stored"], stderr
     assert list_open_uploads(server, boto, bucket) == []
     with pytest.raises(ClientError):

@@ -13,7 +13,7 @@
 Credentials, region and endpoint are found as the AWS CLI finds them (environment, shared
 files, ``--profile``, ``--region``, ``--endpoint-url``). Exit status: 0 success, 1 failure
 (one line on stderr; the traceback too with ``--debug``), 2 usage error, 130 interrupted
-(Ctrl-C; an upload in progress is aborted first).
+(Ctrl-C) and 143 terminated (SIGTERM); an upload in progress is aborted first.
 
 Modules: ``_args`` (the parser and the values of its options), ``_progress`` (the bar),
 ``_pipes`` (stdin/stdout without blocking the loop), ``_cp``, ``_objects``, ``_uploads``
@@ -27,9 +27,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from s3stream import (
@@ -48,8 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-#: Exit statuses.
-OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+#: Exit statuses (130 and 143 are 128 + SIGINT and 128 + SIGTERM, as a shell reports them).
+OK, FAILED, USAGE, INTERRUPTED, TERMINATED = 0, 1, 2, 130, 143
 
 #: Variables that --profile sets aside: with an explicit profile the AWS CLI takes
 #: credentials from the profile, not from the environment.
@@ -85,12 +87,35 @@ def _command(args: argparse.Namespace) -> Callable[[Context], Awaitable[int]]:
     return commands[args.command]
 
 
-async def _run(args: argparse.Namespace, context: list[Context]) -> int:
+@dataclass
+class _State:
+    """What main() learns from the running command: its context, and whether SIGTERM
+    stopped it."""
+
+    context: Context | None = None
+    terminated: bool = False
+
+    def stopped(self, how: str) -> str:
+        left = self.context.stopped if self.context is not None else None
+        return f"s3stream: {how}" + (f": {left}" if left else "")
+
+
+async def _run(args: argparse.Namespace, state: _State) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+
+    def terminate() -> None:
+        # SIGTERM (a service manager, `timeout`) stops the command as Ctrl-C does, so that
+        # an upload in progress is aborted rather than left open.
+        state.terminated = True
+        task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals on Windows
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
     command = _command(args)
     async with _client(args) as s3:
-        ctx = Context(args, s3)
-        context.append(ctx)  # for main(), which reports an interruption
-        return await command(ctx)
+        state.context = Context(args, s3)
+        return await command(state.context)
 
 
 @contextlib.contextmanager
@@ -141,18 +166,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, default)
     debug: bool = args.debug
-    context: list[Context] = []
+    state = _State()
     try:
         with _logging(debug):
-            return asyncio.run(_run(args, context))
-    except KeyboardInterrupt:
-        # asyncio.run() cancelled the command at Ctrl-C and waited for it to clean up (an
-        # upload in progress aborts itself); the command says what became of its work.
+            return asyncio.run(_run(args, state))
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        # asyncio.run() cancelled the command at Ctrl-C (or SIGTERM cancelled it) and waited
+        # for it to clean up: an upload in progress aborts itself. The command has said
+        # what became of its work.
         if debug:
             traceback.print_exc()
-        line = context[0].interrupted if context else "interrupted"
-        print(f"s3stream: {line}", file=sys.stderr, flush=True)
-        return INTERRUPTED
+        if isinstance(exc, asyncio.CancelledError) and not state.terminated:
+            raise  # not ours to explain
+        terminated = state.terminated and not isinstance(exc, KeyboardInterrupt)
+        print(state.stopped("terminated" if terminated else "interrupted"), file=sys.stderr,
+              flush=True)
+        return TERMINATED if terminated else INTERRUPTED
     except Exception as exc:
         if debug:
             traceback.print_exc()

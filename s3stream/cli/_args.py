@@ -140,7 +140,8 @@ COMMON_DEFAULTS = {"profile": None, "region": None, "endpoint_url": None,
 def build_parser(version: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s3stream", description="Stream files and pipes to and from S3.",
-        epilog="Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted (Ctrl-C).")
+        epilog="Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted (Ctrl-C), "
+               "143 terminated (SIGTERM); an upload in progress is aborted first.")
     parser.add_argument("--version", action="version", version=f"s3stream {version}")
     _common(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -1,5 +1,5 @@
-"""What every command is given: the parsed arguments, the client, where to print, and the
-line main() prints if the command is interrupted (Ctrl-C)."""
+"""What every command is given: the parsed arguments, the client, where to print, and what
+main() says if the command is stopped (Ctrl-C, SIGTERM)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ class Context:
     s3: S3Client
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    #: What main() says on stderr when Ctrl-C ends the command: set by a command to what
-    #: it leaves behind (the abort of an upload, a download's partial file removed).
-    interrupted: str = "interrupted"
+    #: What the command leaves behind if Ctrl-C (or SIGTERM) stops it, for main()'s line
+    #: on stderr: set by the command as it goes (an upload aborted, a file left as it was).
+    stopped: str | None = None
 
     def say(self, text: str) -> None:
         """A line of the command's output (stdout), unless ``--quiet``."""

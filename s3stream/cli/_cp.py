@@ -95,8 +95,8 @@ async def _upload(ctx: Context, src: str, dst: S3Url) -> int:
     fd, size = _open_local(src)
     bar = ctx.progress(src if src != "-" else "stdin", size)
     # Until the upload's own cleanup has run (a second Ctrl-C may cut it short):
-    ctx.interrupted = (f"interrupted before the upload to {dst} was aborted; see what is "
-                       f"left with: s3stream uploads ls s3://{dst.bucket}/{dst.key}")
+    ctx.stopped = (f"the upload to {dst} may still be open; see what is left with: "
+                   f"s3stream uploads ls {dst}")
     try:
         await ctx.s3.upload(
             dst.bucket, dst.key, read_chunks(fd), size=size, content_type=content_type,
@@ -105,9 +105,8 @@ async def _upload(ctx: Context, src: str, dst: S3Url) -> int:
         bar.abandon()
         # The upload has aborted itself by now; had the abort failed, it says so in a note.
         notes = getattr(exc, "__notes__", [])
-        ctx.interrupted = (f"interrupted: the upload to {dst} was aborted, nothing was stored"
-                           if not notes else f"interrupted: the upload to {dst} was stopped; "
-                           + "; ".join(notes))
+        ctx.stopped = (f"the upload to {dst} was aborted, nothing was stored" if not notes
+                       else f"the upload to {dst} was stopped; " + "; ".join(notes))
         # The file stays open: the reading thread may still be inside a read of it, and
         # the process is about to exit anyway.
         raise
