@@ -242,6 +242,9 @@ def test_failures_exit_1_with_one_line(server: LocalS3, env: dict[str, str], buc
     done = run(server, env, "cp", str(tmp_path / "missing"), f"s3://{bucket}/k")
     assert done.returncode == 1
     assert only_error_line(done.stderr) == f"s3stream: error: no such file: {tmp_path}/missing"
+    done = run(server, env, "cp", str(tmp_path), f"s3://{bucket}/k")
+    assert done.returncode == 1
+    assert "is a directory" in only_error_line(done.stderr)
     # A wrong secret: S3 refuses the signature.
     wrong = dict(env, AWS_SECRET_ACCESS_KEY="not-the-secret")
     done = run(server, wrong, "cp", "-", f"s3://{bucket}/k", stdin=b"data")

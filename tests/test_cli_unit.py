@@ -233,3 +233,23 @@ async def test_read_chunks_waits_without_blocking_the_loop() -> None:
     with pytest.raises(StopAsyncIteration):
         await anext(chunks)
     os.close(read_fd)
+
+
+def test_failures_map_to_statuses_and_one_line() -> None:
+    from s3stream import NoCredentialsError, NotFoundError, UsageError
+    from s3stream.cli import _failure
+    from s3stream.cli._args import CommandFailed
+
+    missing = NotFoundError(status=404, code="NoSuchKey", message="The key does not exist.",
+                            operation="GetObject", bucket="b", key="k")
+    assert _failure(missing) == (1, "GetObject failed: HTTP 404 NoSuchKey: The key does not "
+                                    "exist. (s3://b/k)")
+    assert _failure(CommandLineError("bad"))[0] == 2
+    assert _failure(UsageError("part_size too small"))[0] == 2  # refused before any I/O
+    status, text = _failure(NoCredentialsError("x", searched=(
+        "the credentials argument (None)", "the environment (not set)")))
+    assert status == 1 and "--profile" in text and "argument" not in text
+    assert _failure(CommandFailed("no such file: x")) == (1, "no such file: x")
+    assert _failure(PermissionError(13, "Permission denied", "/root/x")) == (
+        1, "Permission denied: /root/x")
+    assert _failure(RuntimeError("boom")) == (1, "unexpected RuntimeError: boom")

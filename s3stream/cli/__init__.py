@@ -202,6 +202,12 @@ def _failure(exc: Exception) -> tuple[int, str]:
         return USAGE, str(exc)
     if isinstance(exc, CommandFailed | S3StreamError):
         return FAILED, str(exc)
+    if isinstance(exc, BrokenPipeError):
+        # Whoever read stdout stopped (`| head`): what is left is dropped quietly, or the
+        # interpreter would complain again when it flushes stdout on the way out.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILED, "the output was closed before all of it was written (broken pipe)"
     if isinstance(exc, OSError) and exc.strerror:
         return FAILED, exc.strerror + (f": {exc.filename}" if exc.filename else "")
     return FAILED, f"unexpected {type(exc).__name__}: {exc}"
