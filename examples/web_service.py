@@ -206,7 +206,11 @@ def make_app(config: Config, *, new_client: Callable[[], S3Client] | None = None
             yield  # serving. On shutdown aiohttp waits for the uploads in flight (then
             # cancels them: s3stream aborts each), and only then is the client closed.
 
-    app = web.Application()
+    # aiohttp buffers up to twice read_bufsize (256 KiB by default) of each request body
+    # before it stops reading the socket. A body that waits for the client's memory budget
+    # holds that much outside the budget, so with many uploads at once it adds up: 64 KiB
+    # keeps it to about 128 KiB each (the rest waits in the kernel's socket buffer).
+    app = web.Application(handler_args={"read_bufsize": 64 * 1024})
     app[CONFIG] = config
     app.cleanup_ctx.append(s3_client)
     app.add_routes([

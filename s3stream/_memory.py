@@ -37,6 +37,10 @@ class MemoryBudget:
     def _fits(self, amount: int) -> bool:
         return self.held + amount <= self.limit or self.held == 0
 
+    def would_wait(self, amount: int) -> bool:
+        """Whether ``acquire(amount)`` would wait now (others in line, or no room)."""
+        return amount > 0 and (bool(self._waiters) or not self._fits(amount))
+
     async def acquire(self, amount: int) -> int:
         """Reserve ``amount`` bytes (waiting in line as long as needed); returns what was
         reserved, which the caller gives back with ``release()``."""

@@ -319,6 +319,19 @@ class PartCutter:
         self._used = kept
         return dropped
 
+    def drop_stage(self) -> bool:
+        """Let go of the block being filled when none of its bytes wait for the next
+        part (all it holds are views of parts already cut): its free tail would otherwise
+        stay allocated, uncounted, while this upload waits for memory. A fresh block is
+        made when the next small chunk comes. True if it was dropped."""
+        if self._fill > self._handed or not self._stage:
+            return False
+        self._view.release()
+        self._stage = bytearray()
+        self._view = memoryview(self._stage).toreadonly()
+        self._fill = self._handed = self._flush_at = 0
+        return True
+
     def _keep(self, view: Buffer) -> None:
         n = len(view)
         self._fed += n

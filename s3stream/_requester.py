@@ -29,7 +29,7 @@ from ._memory import MemoryBudget
 from ._parts import Buffer, Part
 from ._retry import Retry, is_clock_skew
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
-from ._transport import Transport
+from ._transport import BodyStream, Transport
 from .credentials import Credentials
 from .credentials._refresh import RefreshingCredentials
 from .exceptions import S3ResponseError, StallError, TransportError, UsageError
@@ -209,17 +209,65 @@ class Requester:
             raise UsageError("this S3Client is closed")
         if payload_hash is None:
             payload_hash = self.hash_for(await self.digest(request.body, request.size, None))
-        policy = retry or self.retry
+
+        async def attempt(sent: proto.Request, url: str,
+                          headers: list[tuple[str, str]]) -> T:
+            response = await self.transport.send(
+                sent.method, url, headers, sent.body, sent.size, operation=sent.operation)
+            result = reader(sent, response)
+            logger.debug("%s %s -> %d", sent.operation, sent.key or "", response.status)
+            return result
+
+        return await self._tries(lambda: request, attempt, payload_hash, policy=retry,
+                                 on_attempt=on_attempt, stats=stats)
+
+    async def stream(
+        self,
+        build: Callable[[], proto.Request],
+        consume: Callable[[proto.Request, BodyStream], Awaitable[T]],
+        *,
+        retry: Retry | None = None,
+    ) -> T:
+        """Send a bodiless request whose answer ``consume`` reads as a stream, until it
+        accepts one; as ``call()`` does (re-signed per try, credentials refreshed, the
+        bucket's region followed, the same retry policy), except that the request is
+        ``build()`` anew for every try: a range cut off mid-body is asked again from the
+        first byte not yet received."""
+        if self.closed:
+            raise UsageError("this S3Client is closed")
+        payload_hash = self.hash_for(cks.PartDigest(None, None))
+
+        async def attempt(sent: proto.Request, url: str,
+                          headers: list[tuple[str, str]]) -> T:
+            async with self.transport.stream(sent.method, url, headers,
+                                             operation=sent.operation) as body:
+                return await consume(sent, body)
+
+        return await self._tries(build, attempt, payload_hash, policy=retry)
+
+    async def _tries(
+        self,
+        build: Callable[[], proto.Request],
+        attempt: Callable[[proto.Request, str, list[tuple[str, str]]], Awaitable[T]],
+        payload_hash: str,
+        *,
+        policy: Retry | None = None,
+        on_attempt: Callable[[int], None] | None = None,
+        stats: RequestStats | None = None,
+    ) -> T:
+        """The loop both ``call()`` and ``stream()`` run: one ``attempt`` per try."""
+        policy = policy or self.retry
         started = time.monotonic()
-        attempt = 0
+        tries = 0
         refreshed = redirected = False
         while True:
-            attempt += 1
+            tries += 1
+            request = build()
             if on_attempt is not None:
-                on_attempt(attempt)
+                on_attempt(tries)
             if stats is not None:
                 stats.requests += 1
-                stats.retries += attempt > 1
+                stats.retries += tries > 1
                 stats.bytes_sent += request.size
             # Every try is signed with the credentials current *now*: a retry after a
             # refresh must not reuse the ones that just expired.
@@ -229,14 +277,7 @@ class Requester:
             headers = self._signed_headers(request, payload_hash, credentials, endpoint, region)
             error: TransportError | S3ResponseError
             try:
-                response = await self.transport.send(
-                    request.method, url, headers, request.body, request.size,
-                    operation=request.operation,
-                )
-                result = reader(request, response)
-                logger.debug("%s %s -> %d (try %d)", request.operation, request.key or "",
-                             response.status, attempt)
-                return result
+                return await attempt(request, url, headers)
             except TransportError as exc:
                 error, retryable, retry_after = exc, exc.retryable, None
                 if stats is not None and isinstance(exc, StallError):
@@ -256,7 +297,7 @@ class Requester:
                     self.bucket_regions[request.bucket] = elsewhere
                     logger.info("bucket %s is in region %s, not %s: following", request.bucket,
                                 elsewhere, region)
-                    attempt -= 1
+                    tries -= 1
                     continue
                 if exc.code in _EXPIRED_CODES and not refreshed:
                     # Expired under us (revoked early, or a clock off): one refresh, shared
@@ -265,14 +306,18 @@ class Requester:
                     self.credentials.invalidate(credentials)
                     logger.info("%s %s: credentials expired (%s); refreshing", request.operation,
                                 request.key or "", exc.code)
-                    attempt -= 1
+                    tries -= 1
                     continue
-            delay = policy.delay(attempt, self.rand(), retry_after)
+            delay = policy.delay(tries, self.rand(), retry_after)
             elapsed = time.monotonic() - started
-            if not (retryable and policy.can_retry(attempt, elapsed, delay)):
+            if not (retryable and policy.can_retry(tries, elapsed, delay)):
                 logger.debug("%s %s failed on try %d, not retried: %s", request.operation,
-                             request.key or "", attempt, error)
+                             request.key or "", tries, error)
                 raise error
             logger.debug("%s %s failed (%s); retry %d in %.3f s", request.operation,
-                         request.key or "", error, attempt, delay)
+                         request.key or "", error, tries, delay)
             await self.sleep(delay)
+
+    async def in_hash_pool(self, work: Callable[[], T]) -> T:
+        """``work()`` (hashing that releases the GIL) on the hashing threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._hash_pool(), work)

@@ -185,21 +185,27 @@ def presign_query(
     now: datetime,
     expires: int,
     service: str = "s3",
+    headers: Iterable[Header] = (),
 ) -> list[tuple[str, str]]:
-    """The query parameters of a presigned URL (signed ``host`` header, unsigned payload)."""
+    """The query parameters of a presigned URL (unsigned payload).
+
+    ``host`` is always signed; ``headers`` are signed too, so whoever uses the URL must
+    send each of them with exactly that value (S3 refuses the request otherwise).
+    """
     stamp = amz_date(now)
     scope = credential_scope(stamp[:8], region, service)
+    given = [(n, v) for n, v in headers if n.strip().lower() != "host"]
+    block, signed = canonical_headers([("host", host), *given])
     params = [
         *query,
         ("X-Amz-Algorithm", ALGORITHM),
         ("X-Amz-Credential", f"{credentials.access_key_id}/{scope}"),
         ("X-Amz-Date", stamp),
         ("X-Amz-Expires", str(expires)),
-        ("X-Amz-SignedHeaders", "host"),
+        ("X-Amz-SignedHeaders", signed),
     ]
     if credentials.session_token:
         params.append(("X-Amz-Security-Token", credentials.session_token))
-    block, signed = canonical_headers([("host", host)])
     creq = canonical_request(
         method, canonical_uri(raw_path), canonical_query_string(params), block, signed,
         UNSIGNED_PAYLOAD,

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import logging
 import math
@@ -46,7 +47,7 @@ import os
 import platform
 import re
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -373,6 +374,28 @@ class _BuffersPayload(aiohttp.payload.Payload):
         await self.write(writer)
 
 
+class BodyStream:
+    """The answer to ``Transport.stream()``: status, lower-cased headers, and its body
+    read into the caller's memory."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, operation: str) -> None:
+        self._resp = resp
+        self._operation = operation
+        self.status = resp.status
+        self.headers: Mapping[str, str] = {k.lower(): v for k, v in resp.headers.items()}
+
+    async def readinto(self, view: memoryview) -> int:
+        """Up to ``len(view)`` bytes of the body copied into ``view``; 0 at its end."""
+        chunk = await self._resp.content.read(len(view))
+        got = len(chunk)
+        view[:got] = chunk
+        return got
+
+    async def error_body(self) -> bytes:
+        """An error answer's body (up to the error cap): for ``error_from``."""
+        return await Transport._read_body(self._resp, "GET", self._operation)
+
+
 class Transport:
     """Sends one HTTP request and returns its whole (small) response.
 
@@ -530,7 +553,8 @@ class Transport:
         if running is self._loop:
             await session.close()
 
-    async def send(
+    @contextlib.asynccontextmanager
+    async def _exchange(
         self,
         method: str,
         url: str,
@@ -539,7 +563,11 @@ class Transport:
         size: int,
         *,
         operation: str,
-    ) -> Response:
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request, sent; the response (head read) for the block to read its body.
+
+        Errors of aiohttp or the OS, while sending, waiting for the head or in the block
+        (reading the body), come out as ``TransportError``/``StallError``."""
         loop = asyncio.get_running_loop()
         session = self._session_for(loop)
         proxy = self._proxy_for(url)
@@ -588,10 +616,7 @@ class Transport:
                 )
                 awaiting_head = False
             async with resp:
-                content = await self._read_body(resp, method, operation)
-                return Response(
-                    resp.status, {k.lower(): v for k, v in resp.headers.items()}, content
-                )
+                yield resp
         except (aiohttp.ClientError, OSError) as exc:
             if payload.stalled:
                 raise StallError(
@@ -624,6 +649,35 @@ class Transport:
                 f"{operation}: {type(exc).__name__}: {exc}{via}", operation=operation,
                 retryable=not permanent,
             ) from exc
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: Sequence[Buffer],
+        size: int,
+        *,
+        operation: str,
+    ) -> Response:
+        async with self._exchange(method, url, headers, body, size,
+                                  operation=operation) as resp:
+            content = await self._read_body(resp, method, operation)
+            return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()},
+                            content)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, method: str, url: str, headers: Sequence[tuple[str, str]], *,
+                     operation: str) -> AsyncIterator[BodyStream]:
+        """A request without a body whose answer's body the block reads bit by bit into
+        memory it owns (``BodyStream.readinto``): a download's range, never held twice.
+
+        The same bounds and error mapping as ``send()``: ``stall_timeout`` between reads
+        (``StallError``), a reset mid-body is a retryable ``TransportError``. Leaving the
+        block before the body is read closes the connection instead of reading the rest.
+        """
+        async with self._exchange(method, url, headers, (), 0, operation=operation) as resp:
+            yield BodyStream(resp, operation)
 
     async def fetch(self, method: str, url: str, headers: Sequence[tuple[str, str]],
                     body: bytes, timeout: float) -> Response:  # noqa: ASYNC109

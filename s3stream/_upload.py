@@ -281,8 +281,14 @@ class Upload:
         amount = self._sizer.size_of(len(self._state.started) + 1)
         if self._opts.size is not None:
             amount = min(amount, max(1, self._opts.size - self._cutter.total))
-        # Blocks of parts already sent are no longer counted: give them back first.
-        self._cutter.trim_spares()
+        # Blocks of parts already sent are no longer counted: give them back first, all
+        # of them when this upload is about to wait (it will not reuse them soon, and 64
+        # waiting uploads keeping two 512 KiB spares each would be 64 MiB past the budget).
+        if self._budget.would_wait(amount):
+            self._cutter.trim_spares(0)
+            self._cutter.drop_stage()
+        else:
+            self._cutter.trim_spares()
         return await self._budget.acquire(amount)
 
     def _release(self, amount: int) -> None:
@@ -354,32 +360,9 @@ class Upload:
 
         A checksum the caller asked for explicitly stays strict: the refusal is raised.
         """
-        plan = self._plan
-        first = plan.level
-        refusal: S3ResponseError | None = None
-        while True:
-            try:
-                result = await self._requester.call(build(), reader, payload_hash=payload_hash,
-                                                    on_attempt=on_attempt, stats=self._stats)
-            except S3ResponseError as exc:
-                if not plan.may_step_down(exc.status, exc.code):
-                    raise
-                refusal = exc
-                plan.step_down(floor)
-                continue
-            if refusal is not None and plan.level < first:
-                self._remember(refusal)
-            return result
-
-    def _remember(self, refusal: S3ResponseError) -> None:
-        """Tell the client's other uploads (and, once, the log) what the store refused."""
-        if self._requester.store.lower(self._plan.level):
-            logger.warning(
-                "the store refused %s checksum headers (%s %s: %s); this client goes on with "
-                "%s (pass checksum=%r explicitly to make that an error)",
-                self._opts.algorithm, refusal.operation, refusal.code,
-                refusal.message or refusal.status, LEVEL_NAMES[self._plan.level],
-                self._opts.algorithm)
+        return await call_with_plan(self._requester, self._plan, build, reader, floor=floor,
+                                    stats=self._stats, payload_hash=payload_hash,
+                                    on_attempt=on_attempt)
 
     # -------------------------------------------------------------------- parts
 
@@ -495,35 +478,18 @@ class Upload:
         self._raise_part_error()
         parts = self._state.begin_complete()
         self._plan.seal([p.number for p in parts])
-        tries = [0]
         self._maybe_committed = True
-        try:
-            done = await self._call(lambda: self._complete_request(parts), proto.read_complete,
-                                    floor=cks.COMPOSITE,
-                                    on_attempt=lambda n: tries.__setitem__(0, n))
-        except (S3ResponseError, TransportError) as exc:
-            if isinstance(exc, S3ResponseError) and tries[0] == 1 and \
-                    exc.code != "NoSuchUpload":
-                # One try, answered with an error: S3 did not commit. Abort as usual.
-                self._maybe_committed = False
-                raise
-            # A try may have committed and its answer been lost (a reset, a timeout, a
-            # 5xx after an earlier try, NoSuchUpload on a retry): look before reporting.
-            logger.info("s3://%s/%s: Complete failed after it may have committed (%s); "
-                        "checking with HeadObject", self.bucket, self.key, exc)
-            found = await self._confirm_quietly(len(parts))
-            if found is None:
-                raise
-            done = found
-        if done.etag is None:
-            # 2xx without a readable answer: most likely committed. Find out.
-            found = await self._confirm_quietly(len(parts))
-            if found is None:
-                raise S3ResponseError(
-                    status=200, code="MalformedResponse", operation="CompleteMultipartUpload",
-                    message="a success without an ETag, and HeadObject does not show the "
-                            "object that was sent", bucket=self.bucket, key=self.key)
-            done = found
+
+        def refused() -> None:
+            # One try, answered with an error: S3 did not commit. Abort as usual.
+            self._maybe_committed = False
+
+        done = await complete_confirmed(
+            lambda on_attempt: self._call(lambda: self._complete_request(parts),
+                                          proto.read_complete, floor=cks.COMPOSITE,
+                                          on_attempt=on_attempt),
+            lambda: self._confirm_quietly(len(parts)),
+            bucket=self.bucket, key=self.key, on_refused=refused)
         self._finish(done, len(parts))
 
     def _finish(self, done: _xml.CompleteResult, part_count: int) -> None:
@@ -544,28 +510,15 @@ class Upload:
         self._report(final=True)
 
     async def _confirm_quietly(self, part_count: int) -> _xml.CompleteResult | None:
-        try:
-            return await self._confirm(part_count)
-        except (S3ResponseError, TransportError) as exc:
-            logger.info("s3://%s/%s: HeadObject failed too (%s)", self.bucket, self.key, exc)
-            return None
+        return await confirm_quietly(self._confirm(part_count), self.bucket, self.key)
 
     async def _confirm(self, part_count: int) -> _xml.CompleteResult | None:
         """The completed object, if HeadObject shows the one this upload sent (see
         ``head_shows``); None if there is none or another one; raises if HeadObject fails."""
-        head = await self._requester.call(
-            proto.head_object(self.bucket, self.key, checksum_mode=self._plan.full is not None,
-                              headers=self._opts.part_headers),
-            proto.read_head, stats=self._stats)
-        if head is None:
-            return None
-        found = head_shows(head.headers, size=self._state.size, part_count=part_count,
-                           plan=self._plan)
-        if found is not None:
-            logger.info("s3://%s/%s: HeadObject shows the object sent (%d bytes, %d parts): "
-                        "the upload completed", self.bucket, self.key, self._state.size,
-                        part_count)
-        return found
+        return await head_confirms(self._requester, self.bucket, self.key,
+                                   size=self._state.size, part_count=part_count,
+                                   plan=self._plan, headers=self._opts.part_headers,
+                                   stats=self._stats)
 
     async def _put_single(self, part: Part | None) -> None:
         """Never went multipart: the whole object fits one PutObject."""
@@ -705,3 +658,121 @@ class Upload:
 
 def _where(request: proto.Request) -> str:
     return f"{request.operation} s3://{request.bucket}/{request.key}"
+
+
+# ------------------------------------------------- steps shared with _multipart.py
+
+
+async def call_with_plan(
+    requester: Requester,
+    plan: ChecksumPlan,
+    build: Callable[[], proto.Request],
+    reader: Callable[[proto.Request, proto.Response], T],
+    *,
+    floor: int,
+    stats: RequestStats,
+    payload_hash: str | None = None,
+    on_attempt: Callable[[int], None] | None = None,
+) -> T:
+    """Send ``build()``; if the store refuses its checksum headers, lower ``plan``'s
+    level (to ``floor`` at once, or one step) and send it again.
+
+    A checksum the caller asked for explicitly stays strict: the refusal is raised.
+    """
+    first = plan.level
+    refusal: S3ResponseError | None = None
+    while True:
+        try:
+            result = await requester.call(build(), reader, payload_hash=payload_hash,
+                                          on_attempt=on_attempt, stats=stats)
+        except S3ResponseError as exc:
+            if not plan.may_step_down(exc.status, exc.code):
+                raise
+            refusal = exc
+            plan.step_down(floor)
+            continue
+        if refusal is not None and plan.level < first and requester.store.lower(plan.level):
+            # Tell the client's other uploads (and, once, the log) what the store refused.
+            logger.warning(
+                "the store refused %s checksum headers (%s %s: %s); this client goes on with "
+                "%s (pass checksum=%r explicitly to make that an error)",
+                plan.algorithm, refusal.operation, refusal.code,
+                refusal.message or refusal.status, LEVEL_NAMES[plan.level], plan.algorithm)
+        return result
+
+
+async def complete_confirmed(
+    send: Callable[[Callable[[int], None]], Awaitable[_xml.CompleteResult]],
+    confirm: Callable[[], Awaitable[_xml.CompleteResult | None]],
+    *,
+    bucket: str,
+    key: str,
+    on_refused: Callable[[], None] | None = None,
+) -> _xml.CompleteResult:
+    """CompleteMultipartUpload, whose outcome is never guessed.
+
+    ``send(on_attempt)`` sends it (``on_attempt`` counts the tries); ``confirm()`` is
+    HeadObject's verdict (None: the object sent is not there, or HeadObject failed).
+    An error answer to the only try is definite: ``on_refused()`` runs and it is raised.
+    Anything else that may have committed (a reset, a timeout, a 5xx after an earlier
+    try, NoSuchUpload on a retry, a 2xx without an ETag) is looked at first.
+    """
+    tries = [0]
+    try:
+        done = await send(lambda n: tries.__setitem__(0, n))
+    except (S3ResponseError, TransportError) as exc:
+        if isinstance(exc, S3ResponseError) and tries[0] == 1 and exc.code != "NoSuchUpload":
+            if on_refused is not None:
+                on_refused()
+            raise
+        logger.info("s3://%s/%s: Complete failed after it may have committed (%s); "
+                    "checking with HeadObject", bucket, key, exc)
+        found = await confirm()
+        if found is None:
+            raise
+        done = found
+    if done.etag is None:
+        # 2xx without a readable answer: most likely committed. Find out.
+        found = await confirm()
+        if found is None:
+            raise S3ResponseError(
+                status=200, code="MalformedResponse", operation="CompleteMultipartUpload",
+                message="a success without an ETag, and HeadObject does not show the "
+                        "object that was sent", bucket=bucket, key=key)
+        done = found
+    return done
+
+
+async def head_confirms(
+    requester: Requester,
+    bucket: str,
+    key: str,
+    *,
+    size: int,
+    part_count: int,
+    plan: ChecksumPlan,
+    headers: proto.Headers,
+    stats: RequestStats,
+) -> _xml.CompleteResult | None:
+    """The completed object, if HeadObject shows the one that was sent (see
+    ``head_shows``); None if there is none or another one; raises if HeadObject fails."""
+    head = await requester.call(
+        proto.head_object(bucket, key, checksum_mode=plan.full is not None, headers=headers),
+        proto.read_head, stats=stats)
+    if head is None:
+        return None
+    found = head_shows(head.headers, size=size, part_count=part_count, plan=plan)
+    if found is not None:
+        logger.info("s3://%s/%s: HeadObject shows the object sent (%d bytes, %d parts): "
+                    "the upload completed", bucket, key, size, part_count)
+    return found
+
+
+async def confirm_quietly(confirm: Awaitable[_xml.CompleteResult | None], bucket: str,
+                          key: str) -> _xml.CompleteResult | None:
+    """``confirm``'s verdict, or None when HeadObject failed too (logged)."""
+    try:
+        return await confirm
+    except (S3ResponseError, TransportError) as exc:
+        logger.info("s3://%s/%s: HeadObject failed too (%s)", bucket, key, exc)
+        return None

@@ -77,6 +77,9 @@ class PartListing:
     etag: str
     size: int
     last_modified: str
+    #: ``{"ChecksumCRC32C": "base64..."}``: the part's checksum as the store keeps it
+    #: (AWS lists it when the upload was created with a checksum algorithm).
+    checksums: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,10 @@ class PartsPage:
     parts: list[PartListing]
     truncated: bool
     next_part_number_marker: int | None
+    #: The upload's ``ChecksumAlgorithm`` (``CRC32C``...) and ``ChecksumType``
+    #: (``FULL_OBJECT`` / ``COMPOSITE``), where the store reports them.
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None
 
 
 def _strip_namespace(_path: Any, key: str, value: Any) -> tuple[str, Any] | None:
@@ -253,6 +260,7 @@ def parse_list_parts(body: bytes) -> PartsPage:
             etag=_required(p, "ETag", "Part"),
             size=int(_text(p, "Size") or 0),
             last_modified=_text(p, "LastModified") or "",
+            checksums={n: v for n in _CHECKSUM_NAMES if (v := _text(p, n))},
         )
         for p in content.get("Part") or []
         if isinstance(p, dict)
@@ -262,4 +270,6 @@ def parse_list_parts(body: bytes) -> PartsPage:
         parts=parts,
         truncated=_is_true(_text(content, "IsTruncated")),
         next_part_number_marker=int(marker) if marker else None,
+        checksum_algorithm=_text(content, "ChecksumAlgorithm") or None,
+        checksum_type=_text(content, "ChecksumType") or None,
     )
