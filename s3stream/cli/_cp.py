@@ -9,14 +9,17 @@ it; a pipe's length is unknown and its part size grows as S3's 10,000-part limit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mimetypes
 import os
 import stat
+import tempfile
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ._args import CommandFailed, CommandLineError, S3Url, parse_metadata, parse_target
 from ._context import Context
-from ._pipes import read_chunks
+from ._pipes import DaemonWorker, read_chunks, write_all
 
 __all__ = ["cp"]
 
@@ -125,9 +128,118 @@ def _close(fd: int) -> None:
         os.close(fd)
 
 
+def _download_options(ctx: Context) -> dict[str, Any]:
+    args = ctx.args
+    options: dict[str, Any] = {"part_size": args.part_size, "concurrency": args.concurrency}
+    if args.checksum is not None:
+        # A download has no algorithm to choose: it checks the stored one, unless "none".
+        options["checksum"] = args.checksum != "none"
+    return options
+
+
+async def _stream_to(ctx: Context, src: S3Url, fd: int) -> None:
+    """Write the object to ``fd`` in order, each write done before the next chunk is
+    taken (so a slow reader of a pipe slows the download instead of filling memory)."""
+    worker = DaemonWorker(f"s3stream write fd {fd}")
+    try:
+        async with ctx.s3.download(src.bucket, src.key, **_download_options(ctx)) as dl:
+            bar = ctx.progress(str(src), dl.length)
+            done = 0
+            try:
+                async for chunk in dl:
+                    await write_all(worker, fd, chunk)
+                    done += len(chunk)
+                    bar.update(done)
+            except BaseException:
+                bar.abandon()
+                raise
+            bar.finish()
+    finally:
+        worker.close()
+
+
 async def _download(ctx: Context, src: S3Url, dst: str) -> int:
-    raise CommandLineError("downloads are not available in this version")
+    if ctx.args.content_type is not None or ctx.args.metadata:
+        raise CommandLineError("--content-type and --metadata are for uploads to S3")
+    name = src.key.rsplit("/", 1)[-1]
+    if dst == "-":
+        ctx.stopped = f"the download of {src} was stopped"
+        await _stream_to(ctx, src, 1)  # stdout, binary: the bytes as stored
+        return 0
+    path, fd, temp = _temporary_beside(dst, name)
+    ctx.stopped = f"the download of {src} was stopped, {path} left as it was"
+    try:
+        try:
+            await _stream_to(ctx, src, fd)
+        except asyncio.CancelledError:
+            # Not closed: the writing thread may still be inside a write to it (and the
+            # process is on its way out).
+            raise
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    ctx.say(f"download: {src} to {path}")
+    return 0
+
+
+def _temporary_beside(dst: str, name: str) -> tuple[str, int, str]:
+    """The file to write (``dst``, or ``dst/name`` for a directory) and a temporary file
+    beside it (fd, path), renamed over it once complete: the target is then either the
+    whole object or as it was."""
+    path = os.path.join(dst, name) if dst.endswith(os.sep) or os.path.isdir(dst) else dst
+    try:
+        fd, temp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{name}.",
+                                    suffix=".s3stream")
+    except OSError as exc:
+        raise CommandFailed(f"cannot write {path}: {exc.strerror}") from None
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 is not what a new file gets
+    return path, fd, temp
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 async def _copy(ctx: Context, src: S3Url, dst: S3Url) -> int:
-    raise CommandLineError("copies between S3 objects are not available in this version")
+    """S3 to S3 through this machine: the download's chunks are the upload's source, so
+    memory stays at the two engines' bounds. The object's content type and metadata go
+    with it unless --content-type or --metadata say otherwise."""
+    dst = _object_key(dst, src.key.rsplit("/", 1)[-1])
+    options = _upload_options(ctx)
+    async with ctx.s3.download(src.bucket, src.key, **_download_options(ctx)) as dl:
+        assert dl.info is not None
+        bar = ctx.progress(f"{src} to {dst}", dl.length)
+        moved = 0
+
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal moved
+            async for chunk in dl:
+                moved += len(chunk)
+                bar.update(moved)
+                yield chunk
+
+        options.setdefault("metadata", dict(dl.info.metadata) or None)
+        ctx.stopped = (f"the copy to {dst} may still be open; see what is left with: "
+                       f"s3stream uploads ls {dst}")
+        try:
+            await ctx.s3.upload(dst.bucket, dst.key, chunks(), size=dl.length,
+                                content_type=ctx.args.content_type or dl.info.content_type,
+                                **options)
+        except asyncio.CancelledError:
+            ctx.stopped = f"the copy to {dst} was aborted, nothing was stored"
+            bar.abandon()
+            raise
+        except BaseException:
+            bar.abandon()
+            raise
+    bar.finish()
+    ctx.say(f"copy: {src} to {dst}")
+    return 0
