@@ -147,7 +147,7 @@ SERVICES = {"s3stream": ROOT / "examples" / "web_service.py",
 
 
 def run(clients: list[int], size: int, budgets: list[int | None],
-        services: list[str]) -> list[dict[str, Any]]:
+        services: list[str], mmap_threshold: int | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     sink = _start([sys.executable, str(HERE / "sink.py"), "--port", "0"], dict(os.environ))
     try:
@@ -163,6 +163,9 @@ def run(clients: list[int], size: int, budgets: list[int | None],
                    "UPLOAD_BUCKET": "bench", "UPLOAD_PORT": str(port),
                    "UPLOAD_MAX_BYTES": str(size + 1), "LOG_LEVEL": "WARNING",
                    "UPLOAD_MEMORY_LIMIT_MIB": "none" if budget is None else str(budget)}
+            if mmap_threshold:
+                # glibc's allocator, as a deployment would set it (see --mmap-threshold).
+                env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
             service = _start([sys.executable, str(SERVICES[name])], env)
             try:
                 url = f"http://127.0.0.1:{port}"
@@ -172,6 +175,7 @@ def run(clients: list[int], size: int, budgets: list[int | None],
                     row = asyncio.run(_one_run(url, service.pid, n, size, idle))
                     row["memory_limit_mib"] = budget
                     row["service"] = name
+                    row["mmap_threshold"] = mmap_threshold
                     print(json.dumps(row), flush=True)
                     rows.append(row)
             finally:
@@ -200,11 +204,18 @@ def main() -> None:
     parser.add_argument("--budgets", default="none,256",
                         help="memory_limit values in MiB, 'none' for unlimited")
     parser.add_argument("--services", default="s3stream,aiobotocore")
+    parser.add_argument(
+        "--mmap-threshold", type=int, default=128 * 1024,
+        help="MALLOC_MMAP_THRESHOLD_ for every service process (glibc): buffers this large "
+             "or larger are mapped and unmapped on their own, so the heap does not keep the "
+             "free space between long-lived part buffers and short-lived socket reads; 0 "
+             "leaves glibc's sliding threshold (default 131072)")
     parser.add_argument("--out", default=str(HERE / "results" / "load.json"))
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     budgets = [None if b == "none" else int(b) for b in args.budgets.split(",")]
-    rows = run(clients, args.size_mib * MiB, budgets, args.services.split(","))
+    rows = run(clients, args.size_mib * MiB, budgets, args.services.split(","),
+               args.mmap_threshold or None)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/load.py " + " ".join(sys.argv[1:])

@@ -22,6 +22,14 @@ What it does, strictly one thing at a time (never two uploads at once):
    each ``--chunk-sizes`` (1 MiB down to 1 KiB), each client's MiB/s and its ratio to
    its own 1 MiB-chunk run of the same round; and ``--byte-chunks-size`` (6 MiB) of
    one-byte chunks, timed against iterating the source alone (the ``source`` row).
+7. Downloads (``download``): every ``--download-clients`` streams the sink's synthetic
+   ``--download-size`` object (1 GiB) and discards it, ``--repeats`` rounds interleaved;
+   each client checks the length and every chunk's first bytes (``--download-verify crc``:
+   a CRC-32 of every byte against the runner's, at a CPU cost). Ratios are to obstore.
+
+``--tls`` serves every phase against the sink over HTTPS, with a throwaway CA made by
+``trustme`` that every client is told to trust (and verifies); the negotiated TLS
+version and cipher are printed. SeaweedFS stays on http.
 
 Prints markdown tables and writes everything to ``benchmarks/results/latest.json``.
 Benchmarks are measurements, never timed tests: nothing here fails on a number.
@@ -36,6 +44,8 @@ import os
 import platform
 import re
 import shlex
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -50,6 +60,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from clients import VARIANTS  # noqa: E402
+from source import pattern_crc32  # noqa: E402
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
@@ -73,6 +84,16 @@ MEMORY_CLIENTS = ["s3stream", "s3stream-signed", "s3stream-checksum"]
 STALL_CLIENTS = ["s3stream", "s3stream-signed", "s3stream-checksum",
                  "s3stream-signed-checksum", "obstore", "aiobotocore", "aiohttp-s3-client"]
 SEAWEED_CLIENTS = ["s3stream", "s3stream-signed-checksum"]
+DOWNLOAD_CLIENTS = ["s3stream", "obstore", "aiobotocore", "awscrt"]
+#: How each download peer reads (for the table).
+DOWNLOAD_NOTES = {
+    "s3stream": "`download()`: ranged GETs of the part size, `--concurrency` in flight, "
+                "1 MiB chunks, checksum=True (the sink offers none)",
+    "obstore": "`get_async()` + `stream()`: one GET, default 10 MiB min_chunk_size",
+    "aiobotocore": "`get_object()` + `Body.iter_chunks(1 MiB)`: one GET",
+    "awscrt": "GET_OBJECT meta-request: ranged GETs of the part size on the CRT's threads, "
+              "`--concurrency` connections",
+}
 SOURCE_TEXT = {
     "fresh": "every chunk a newly allocated bytes (as a network source hands them out)",
     "pool": "chunks pre-built once and re-yielded (the source costs nothing)",
@@ -98,15 +119,39 @@ def fmt_size(n: int) -> str:
 # ---------------------------------------------------------------------------- sink
 
 
+class TLSFiles:
+    """A throwaway CA (``trustme``) and a certificate for 127.0.0.1 signed by it, as PEM
+    files in a temporary directory: the sink serves the certificate, clients trust
+    the CA."""
+
+    def __init__(self) -> None:
+        import trustme
+
+        self._dir = tempfile.TemporaryDirectory(prefix="s3stream-bench-tls-")
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca = os.path.join(self._dir.name, "ca.pem")
+        self.server = os.path.join(self._dir.name, "server.pem")
+        ca.cert_pem.write_to_path(self.ca)
+        cert.private_key_and_cert_chain_pem.write_to_path(self.server)
+
+    def cleanup(self) -> None:
+        self._dir.cleanup()
+
+
 class Sink:
     """The sink process: started once, asked for stats between runs."""
 
-    def __init__(self, loop: str) -> None:
+    def __init__(self, loop: str, tls: TLSFiles | None = None) -> None:
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
             "w", prefix="s3stream-bench-sink-", suffix=".log", delete=False)
+        cmd = [sys.executable, str(HERE / "sink.py"), "--port", "0", "--loop", loop]
+        if tls is not None:
+            cmd += ["--certfile", tls.server]
+        self.tls = tls
+        self._context = ssl.create_default_context(cafile=tls.ca) if tls else None
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "sink.py"), "--port", "0", "--loop", loop],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, start_new_session=True,
+            cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, start_new_session=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -115,16 +160,26 @@ class Sink:
         info = json.loads(line)
         self.port = int(info["port"])
         self.loop = info.get("loop", "?")
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
     def stats(self, key: str | None = None) -> dict[str, Any]:
         url = f"{self.endpoint}/__sink__/stats" + (f"?key={key}" if key else "")
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(url, timeout=10, context=self._context) as resp:
             return dict(json.load(resp))
 
     def reset(self) -> None:
-        with urllib.request.urlopen(f"{self.endpoint}/__sink__/reset", timeout=10):
+        with urllib.request.urlopen(f"{self.endpoint}/__sink__/reset", timeout=10,
+                                    context=self._context):
             pass
+
+    def negotiated(self) -> tuple[str, str, int] | None:
+        """(TLS version, cipher, secret bits) of one connection from Python's ssl."""
+        if self._context is None:
+            return None
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock, \
+                self._context.wrap_socket(sock, server_hostname="127.0.0.1") as ssock:
+            name, _proto, bits = ssock.cipher()  # type: ignore[misc]
+            return str(ssock.version()), name, bits
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -145,13 +200,18 @@ class Runner:
         self.args = args
         self.runs: list[dict[str, Any]] = []
         self.counter = 0
+        #: "TLSv1.3 <cipher>" of the runner's own connections (its stats requests).
+        self.probe: str | None = None
+        #: Download size -> CRC-32 the clients must report (``--download-verify crc``).
+        self.expected_crc: dict[int, int] = {}
 
     def client_cmd(self, client: str, *, endpoint: str, size: int, key: str,
                    source: str = "pool", ticker: bool = False, kwargs: dict[str, Any] | None
                    = None, bucket: str = "bench", creds: tuple[str, str] | None = None,
-                   loop: str | None = None, chunk_size: int | None = None) -> list[str]:
+                   loop: str | None = None, chunk_size: int | None = None,
+                   op: str = "upload", ca_bundle: str | None = None) -> list[str]:
         a = self.args
-        cmd = [sys.executable, str(HERE / "run_client.py"), "--client", client,
+        cmd = [sys.executable, str(HERE / "run_client.py"), "--client", client, "--op", op,
                "--endpoint", endpoint, "--bucket", bucket, "--key", key, "--size", str(size),
                "--part-size", str(a.part_size), "--concurrency", str(a.concurrency),
                "--source", source, "--loop", loop or a.loop]
@@ -161,6 +221,10 @@ class Runner:
             cmd += ["--chunk-size", str(chunk_size)]
         if ticker:
             cmd.append("--ticker")
+        if ca_bundle:
+            cmd += ["--ca-bundle", ca_bundle]
+        if op == "download":
+            cmd += ["--verify", a.download_verify]
         if creds:
             cmd += ["--access-key", creds[0], "--secret-key", creds[1]]
         return cmd
@@ -183,16 +247,29 @@ class Runner:
                      kwargs: dict[str, Any] | None = None,
                      loop: str | None = None, chunk_size: int | None = None) -> dict[str, Any]:
         self.counter += 1
-        key = f"{phase}/{client}/{self.counter}"
+        download = phase == "download"
+        key = f"__gen__/{size}" if download else f"{phase}/{client}/{self.counter}"
         before = sink.stats()
         result = self.run_client(self.client_cmd(
             client, endpoint=sink.endpoint, size=size, key=key, source=source, ticker=ticker,
-            kwargs=kwargs, loop=loop, chunk_size=chunk_size), size)
+            kwargs=kwargs, loop=loop, chunk_size=chunk_size,
+            op="download" if download else "upload",
+            ca_bundle=sink.tls.ca if sink.tls else None), size)
         after = sink.stats(key)
         sink_cpu = after["cpu_s"] - before["cpu_s"]
         result.update(phase=phase, client=client, size=size, chunk_size=chunk_size,
                       sink_cpu_s=sink_cpu, sink_cpu_s_per_gib=sink_cpu / (size / GiB))
-        if result.get("ok") and client != "source":
+        if sink.tls:
+            result["tls_connections"] = tls_seen(before, after, self.probe)
+        if download:
+            if result.get("ok"):
+                problem = download_problem(result.get("info") or {}, size,
+                                           self.expected_crc.get(size))
+                result["verified"] = problem is None
+                if problem is not None:
+                    result["ok"] = False
+                    result["error"] = problem
+        elif result.get("ok") and client != "source":
             obj = after.get("object")
             got = obj["size"] if obj else None
             result["verified"] = got == size
@@ -206,9 +283,46 @@ class Runner:
                      else "")
                   if result.get("ok") else "FAILED: " + str(result.get("error"))[:200])
         chunks = f" {fmt_size(chunk_size)} chunks" if chunk_size else ""
-        print(f"  [{phase}] {client:26} {fmt_size(size):>8} {source:5}{chunks} {status}",
+        what = "get  " if download else source
+        print(f"  [{phase}] {client:26} {fmt_size(size):>8} {what:5}{chunks} {status}",
               file=sys.stderr, flush=True)
         return result
+
+
+def tls_seen(before: dict[str, Any], after: dict[str, Any], probe: str | None
+             ) -> dict[str, int]:
+    """New TLS connections by version and cipher between two stats answers, less the
+    one the second stats request itself opened."""
+    seen = {k: v - before.get("tls", {}).get(k, 0) for k, v in after.get("tls", {}).items()}
+    if probe is not None and seen.get(probe):
+        seen[probe] -= 1
+    return {k: v for k, v in seen.items() if v > 0}
+
+
+def tls_summary(runs: list[dict[str, Any]]) -> list[str]:
+    """What every client negotiated, as the sink saw it, over the whole run."""
+    by_client: dict[str, dict[str, int]] = {}
+    for r in runs:
+        for k, v in (r.get("tls_connections") or {}).items():
+            seen = by_client.setdefault(r["client"], {})
+            seen[k] = seen.get(k, 0) + v
+    if not by_client:
+        return []
+    rows = [[c, ", ".join(f"{k} ({v} connections)" for k, v in sorted(seen.items()))]
+            for c, seen in by_client.items()]
+    return ["### TLS negotiated by each client (the sink's count, whole run)", "",
+            table(["client", "TLS version and cipher"], rows), ""]
+
+
+def download_problem(info: dict[str, Any], size: int, crc: int | None) -> str | None:
+    """Why a download's bytes are wrong (None: they are right, as far as was checked)."""
+    if info.get("received") != size:
+        return f"received {info.get('received')} bytes, not {size}"
+    if info.get("sample_mismatches"):
+        return f"{info['sample_mismatches']} chunks did not start with the expected bytes"
+    if crc is not None and info.get("crc32") != crc:
+        return f"CRC-32 {info.get('crc32')} != {crc}"
+    return None
 
 
 # ------------------------------------------------------------------------ summaries
@@ -301,6 +415,70 @@ def throughput_table(summary: dict[str, dict[str, Any]], clients: list[str],
     return table(["client", "payload", "checksum", "MiB/s median (min-max)", "client CPU-s/GiB",
                   "peak RSS MiB", "sink CPU-s/GiB", "s3stream ÷ peer, MiB/s",
                   "peer ÷ s3stream, CPU-s/GiB", "notes"], rows)
+
+
+def download_table(summary: dict[str, dict[str, Any]], clients: list[str],
+                   runs: dict[str, list[dict[str, Any]]]) -> str:
+    rows = []
+    ref = summary.get("obstore", {})
+    for name in clients:
+        s = summary.get(name)
+        if s is None:
+            continue
+        if not s["ok"]:
+            rows.append([name, "—", "—", "—", "—", "—", "—", "—",
+                         f"**did not run**: {s['error'][:160]}"])
+            continue
+        ratio = cpu = paired = "—"
+        if ref.get("ok") and name != "obstore":
+            ratio = f"{s['mib_s'] / ref['mib_s']:.2f}x"
+            cpu = f"{s['cpu_s_per_gib'] / ref['cpu_s_per_gib']:.2f}x"
+            p = paired_ratio(s, ref)
+            paired = f"{p[0]:.2f}x ({p[1]:.2f}-{p[2]:.2f})" if p else "—"
+        tls: dict[str, int] = {}
+        for r in runs.get(name, []):
+            for k, v in (r.get("tls_connections") or {}).items():
+                tls[k] = max(tls.get(k, 0), v)
+        note = DOWNLOAD_NOTES.get(name, "")
+        if tls:
+            note += "; TLS: " + ", ".join(f"{k} x{v} conns" for k, v in tls.items())
+        if s["failed"]:
+            note += f" (failed {s['failed']} of {s['runs']})"
+        rows.append([name, f"{f0(s['mib_s'])} ({f0(s['mib_s_min'])}-{f0(s['mib_s_max'])})",
+                     f2(s["cpu_s_per_gib"]), f0(s["rss_peak_mib"]),
+                     f2(s.get("sink_cpu_s_per_gib", float("nan"))), ratio, paired, cpu, note])
+    return table(["client", "MiB/s median (min-max)", "client CPU-s/GiB", "peak RSS MiB",
+                  "sink CPU-s/GiB", "client ÷ obstore, MiB/s", "same, per round (range)",
+                  "client ÷ obstore, CPU-s/GiB", "notes"], rows)
+
+
+def download_phase(runner: Runner, sink: Sink, args: argparse.Namespace,
+                   report: dict[str, Any], transport: str) -> list[str]:
+    clients = [c.strip() for c in args.download_clients.split(",") if c.strip()]
+    size = args.download_size
+    if args.download_verify == "crc":
+        runner.expected_crc[size] = pattern_crc32(size)
+    repeats = args.download_repeats or args.repeats
+    print(f"## download ({repeats} rounds)", file=sys.stderr)
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+    for _ in range(repeats):
+        for c in clients:
+            runs[c].append(runner.against_sink(sink, "download", c, size))
+    summary = {c: summarize(v) for c, v in runs.items()}
+    report["download"] = summary
+    checked = ("the length, every chunk's first 32 bytes and a CRC-32 of every byte "
+               "(computed by each client, compared with the runner's)"
+               if args.download_verify == "crc" else
+               "the length and every chunk's first 32 bytes against the pattern at "
+               "its offset (no CRC of the whole: `--download-verify crc` adds one)")
+    return [f"### Download throughput: a {fmt_size(size)} object{transport}, streamed and "
+            "discarded",
+            f"{fmt_size(args.part_size)} parts (ranges), {args.concurrency} in flight where "
+            f"the client splits; median of {repeats} interleaved runs, each client in "
+            "its own process. The sink generates the bytes (it stores nothing); each client "
+            f"checked {checked}. Ratios: > 1 means the client is faster (MiB/s) or "
+            "costlier (CPU) than obstore.", "",
+            download_table(summary, clients, runs), ""]
 
 
 def memory_table(summary: dict[tuple[str, int], dict[str, Any]], clients: list[str],
@@ -440,8 +618,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-sizes", default="256MiB,1GiB,4GiB")
     p.add_argument("--seaweedfs-size", type=parse_size, default=GiB)
     p.add_argument("--skip", default="",
-                   help="comma-separated phases to skip: throughput,memory,stall,seaweedfs,"
-                        "smallchunks")
+                   help="comma-separated phases to skip: throughput,download,memory,stall,"
+                        "seaweedfs,smallchunks")
+    p.add_argument("--download-clients", default=",".join(DOWNLOAD_CLIENTS))
+    p.add_argument("--download-size", type=parse_size, default=None,
+                   help="the downloaded object's size (default: --size)")
+    p.add_argument("--download-repeats", type=int, default=None,
+                   help="rounds of the download table (default: --repeats)")
+    p.add_argument("--download-verify", choices=["sample", "crc"], default="sample",
+                   help="what each download client checks: the length and every chunk's "
+                        "first bytes (sample), or also a CRC-32 of every byte (crc)")
+    p.add_argument("--tls", "--https", action="store_true",
+                   help="the sink serves HTTPS with a throwaway trustme CA every client "
+                        "trusts and verifies")
     p.add_argument("--chunk-sizes", default="1MiB,64KiB,16KiB,4KiB,1KiB",
                    help="smallchunks: the chunk sizes, the first the reference of the ratios")
     p.add_argument("--smallchunks-size", type=parse_size, default=128 * MiB)
@@ -464,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats = 1
         args.memory_sizes = "32MiB,64MiB,128MiB"
         args.seaweedfs_size = 64 * MiB
+    if args.download_size is None:
+        args.download_size = args.size
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     for c in clients:
         if c not in VARIANTS:
@@ -504,11 +695,27 @@ def main(argv: list[str] | None = None) -> int:
                    "concurrency": args.concurrency, "repeats": args.repeats,
                    "clients": clients, "loop": args.loop, "checksum_kwargs": ck,
                    "memory_sizes": memory_sizes, "rss_bound_mib": bound,
-                   "sources": sources},
+                   "sources": sources, "tls": args.tls,
+                   "download_size": args.download_size,
+                   "download_verify": args.download_verify},
     }
     md: list[str] = []
-    sink = Sink(args.sink_loop)
+    tls_files = TLSFiles() if args.tls else None
+    sink = Sink(args.sink_loop, tls_files)
     report["config"]["sink_loop"] = sink.loop
+    transport = ""
+    if tls_files is not None:
+        version, cipher, bits = sink.negotiated() or ("?", "?", 0)
+        runner.probe = f"{version} {cipher}"
+        report["tls"] = {"version": version, "cipher": cipher, "bits": bits}
+        transport = f" over HTTPS ({version}, {cipher})"
+        print(f"# HTTPS: {sink.endpoint}, Python's ssl negotiated {version} {cipher} "
+              f"({bits}-bit); every client verifies the sink's certificate against a "
+              "throwaway trustme CA", file=sys.stderr)
+        md += [f"HTTPS: the sink serves TLS with a certificate from a throwaway `trustme` CA "
+               f"that every client trusts and verifies. Python's `ssl` negotiated {version} "
+               f"{cipher} ({bits}-bit); what each client negotiated is in the notes of the "
+               "download table and in the JSON (`tls_connections`).", ""]
     try:
         if "throughput" not in skip:
             for n, source in enumerate(sources):
@@ -526,12 +733,14 @@ def main(argv: list[str] | None = None) -> int:
                 if n == 0:
                     report["throughput"] = tsum  # the one the targets are checked on
                 md += [f"### Throughput{' (headline)' if n == 0 else ''}: {setup}, "
-                       f"{SOURCE_TEXT[source]}, against the local sink",
+                       f"{SOURCE_TEXT[source]}, against the local sink{transport}",
                        f"Median of {args.repeats} interleaved runs, each client in its own "
                        "process; the sink verified every object's size. Ratios compare each "
                        "peer with the s3stream row of the same payload mode (> 1 means "
                        "s3stream is ahead).", "",
                        throughput_table(tsum, clients, ck), ""]
+        if "download" not in skip:
+            md += download_phase(runner, sink, args, report, transport)
         if "memory" not in skip:
             print("## memory", file=sys.stderr)
             msum_runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -547,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"{args.concurrency} in flight)",
                    "Every chunk is a freshly allocated `bytes` (as from a network source). "
                    f"Bound: 30 MiB + (concurrency + 1) x part size = {bound:.0f} MiB. "
-                   "Peak is the kernel's high-water mark of the process (VmHWM), "
+                   f"Peak is the kernel's high-water mark of the process (VmHWM){transport}, "
                    "interpreter and imports included.", "",
                    memory_table(msum, memory_clients, memory_sizes, bound), ""]
         if "stall" not in skip:
@@ -562,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             ssum = {c: summarize(v) for c, v in srun.items()}
             report["stall"] = ssum
             md += ["### Event-loop responsiveness while uploading at full speed "
-                   f"({SOURCE_TEXT[sources[0]]})",
+                   f"({SOURCE_TEXT[sources[0]]}){transport}",
                    "A task sleeping 1 ms records how late each wake-up is (an idle loop "
                    "shows up to ~1 ms: epoll's millisecond timeout). When the loop thread "
                    "used about as much CPU as the stall lasted, code held the loop; when it "
@@ -575,8 +784,12 @@ def main(argv: list[str] | None = None) -> int:
             md += seaweed_phase(runner, args, kw)
     finally:
         sink.stop()
+        if tls_files is not None:
+            tls_files.cleanup()
 
     report["runs"] = runner.runs
+    if tls_files is not None:
+        md += tls_summary(runner.runs)
     report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     md += targets(report, args, bound)
     machine = report["machine"]

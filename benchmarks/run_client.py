@@ -1,7 +1,15 @@
-"""Run one uploader once, in this process, and print one JSON line with what it cost.
+"""Run one upload (or download) once, in this process, and print one JSON line with
+what it cost.
 
     python benchmarks/run_client.py --client s3stream --endpoint http://127.0.0.1:PORT \
         --size 1073741824 --part-size 8388608 --concurrency 8
+    python benchmarks/run_client.py --op download --client obstore \
+        --endpoint http://127.0.0.1:PORT --key __gen__/1073741824 --size 1073741824
+
+``--op download`` runs the client module's ``download(cfg)`` instead of ``run(cfg)``:
+the sink's synthetic object ``--key`` is streamed and discarded, each chunk checked by
+``source.Checker`` (``--verify crc`` adds a CRC-32 of every byte). ``--ca-bundle PEM``
+makes the client trust that CA (the runner's ``--tls``).
 
 Measured around the upload only (imports and the data pool are ready before):
 wall time, CPU time of the whole process (``getrusage(RUSAGE_SELF)``: user + sys of
@@ -47,8 +55,11 @@ class Config:
     region: str
     access_key: str
     secret_key: str
-    source: Source
+    source: Source | None
     options: dict[str, Any]
+    ca_bundle: str | None = None
+    #: Downloads: "sample" (length and each chunk's first bytes) or "crc" (also CRC-32).
+    verify: str = "sample"
 
 
 def _status_kib(field: str) -> int:
@@ -121,7 +132,7 @@ class Ticker:
         }
 
 
-async def _run_async(module: Any, cfg: Config, ticker: Ticker | None,
+async def _run_async(entry: Any, cfg: Config, ticker: Ticker | None,
                      workers: int | None) -> dict[str, Any]:
     if workers:
         from concurrent.futures import ThreadPoolExecutor
@@ -129,7 +140,7 @@ async def _run_async(module: Any, cfg: Config, ticker: Ticker | None,
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers))
     tick_task = asyncio.create_task(ticker.run()) if ticker else None
     try:
-        return dict(await module.run(cfg))
+        return dict(await entry(cfg))
     finally:
         if tick_task is not None:
             tick_task.cancel()
@@ -138,6 +149,10 @@ async def _run_async(module: Any, cfg: Config, ticker: Ticker | None,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Run one benchmark upload; print a JSON line.")
     p.add_argument("--client", required=True, choices=sorted(VARIANTS))
+    p.add_argument("--op", choices=["upload", "download"], default="upload")
+    p.add_argument("--ca-bundle", default=None, help="PEM file of the CA to trust (https)")
+    p.add_argument("--verify", choices=["sample", "crc"], default="sample",
+                   help="downloads: what each client checks of the bytes it receives")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--bucket", default="bench")
     p.add_argument("--key", default="bench/object")
@@ -166,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size, "part_size": args.part_size, "concurrency": args.concurrency,
         "source": args.source, "chunk_size": args.chunk_size,
         "loop": args.loop if variant.is_async else "-",
-        "kwargs": json.loads(args.kwargs), "ok": False,
+        "kwargs": json.loads(args.kwargs), "ok": False, "op": args.op,
+        "tls": args.endpoint.startswith("https:"),
     }
     try:
         for path in args.preload:
@@ -174,10 +190,15 @@ def main(argv: list[str] | None = None) -> int:
                 exec(compile(f.read(), path, "exec"), {"__name__": "__preload__"})
         out["preload"] = args.preload
         module = load(variant)
+        entry = module.run if args.op == "upload" else getattr(module, "download", None)
+        if entry is None:
+            raise NotImplementedError(f"{variant.name} has no download")
         options = {**variant.options, **json.loads(args.kwargs)}
+        source = Source(args.size, args.source, args.chunk_size) if args.op == "upload" \
+            else None
         cfg = Config(args.endpoint, args.bucket, args.key, args.size, args.part_size,
                      args.concurrency, args.region, args.access_key, args.secret_key,
-                     Source(args.size, args.source, args.chunk_size), options)
+                     source, options, args.ca_bundle, args.verify)
         ticker = Ticker() if args.ticker and variant.is_async else None
         if variant.is_async:
             if args.loop == "uvloop":
@@ -189,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
                 runner = asyncio.run
 
             def call() -> dict[str, Any]:
-                return dict(runner(_run_async(module, cfg, ticker, args.workers)))
+                return dict(runner(_run_async(entry, cfg, ticker, args.workers)))
         else:
             def call() -> dict[str, Any]:
-                return dict(module.run(cfg))
+                return dict(entry(cfg))
 
         out["rss_base_mib"] = _status_kib("VmRSS") / 1024
         out["peak_reset"] = _reset_peak_rss()

@@ -16,6 +16,17 @@ CompleteMultipartUpload is kept. Every part's size is counted, and Complete chec
 the listed parts like S3 does (InvalidPart, InvalidPartOrder, EntityTooSmall), so
 the runner can verify that each client sent the whole object:
 ``GET /__sink__/stats?key=KEY`` answers JSON with the stored size and part count.
+
+Downloads: GetObject (whole, 200; or one ``Range: bytes=a-b`` / ``a-`` / ``-n``, 206 with
+``Content-Range``; ``If-Match`` honoured, 412 otherwise) and HeadObject serve synthetic
+objects without storing them: ``__gen__/<size>`` in any bucket, or any key uploaded
+before (at its stored size). Byte ``i`` of every object is ``source.pattern_slice(i, 1)``,
+written straight from one precomputed block (a memoryview slice per write, paced by
+the transport's flow control), so serving costs the sink little more than the kernel's
+copy. Clients check the bytes with ``source.Checker``.
+
+``--certfile PEM`` (certificate chain and key) serves HTTPS instead; the TLS version
+and cipher of every connection are counted in the stats (``tls``).
 """
 
 from __future__ import annotations
@@ -30,11 +41,15 @@ import os
 import re
 import resource
 import signal
+import ssl
 import sys
 import time
 import zlib
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from source import MAX_SLICE, pattern_slice
 
 #: One receive buffer per connection; recv_into() fills it, buffer_updated() forgets it.
 RECV_BUFFER = 1 << 20
@@ -42,11 +57,29 @@ MAX_HEAD = 64 << 10
 KEEP_BODY_LIMIT = 4 << 20
 MIN_PART = 5 << 20
 STATS_BUCKET = "__sink__"
+GEN_PREFIX = "__gen__/"
+#: Stop writing a body into the transport past this many buffered bytes (then
+#: ``resume_writing`` continues it): the sink's memory stays small whatever the object.
+WRITE_HIGH = 4 << 20
 
 _PART_RE = re.compile(rb"<PartNumber>\s*(\d+)\s*</PartNumber>")
 _ETAG_RE = re.compile(rb"<ETag>\s*([^<]*?)\s*</ETag>")
-_REASONS = {100: "Continue", 200: "OK", 204: "No Content", 400: "Bad Request",
-            404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+_REASONS = {100: "Continue", 200: "OK", 204: "No Content", 206: "Partial Content",
+            400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            412: "Precondition Failed", 416: "Range Not Satisfiable",
+            500: "Internal Server Error"}
+_RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+LAST_MODIFIED = email.utils.formatdate(1700000000, usegmt=True)
+
+
+class Body:
+    """A synthetic response body: bytes ``start .. start + length - 1`` of the pattern."""
+
+    __slots__ = ("length", "start")
+
+    def __init__(self, start: int, length: int) -> None:
+        self.start = start
+        self.length = length
 
 
 class Upload:
@@ -68,6 +101,9 @@ class State:
         self.requests: dict[str, int] = {}
         self.errors: list[str] = []
         self.started = time.monotonic()
+        self.sent_bytes = 0
+        #: "TLSv1.3 TLS_AES_256_GCM_SHA384" -> connections (HTTPS only)
+        self.tls: dict[str, int] = {}
 
     def next_id(self) -> str:
         self.counter += 1
@@ -81,6 +117,8 @@ class State:
         out: dict[str, Any] = {
             "cpu_s": ru.ru_utime + ru.ru_stime,
             "body_bytes": self.body_bytes,
+            "sent_bytes": self.sent_bytes,
+            "tls": dict(self.tls),
             "requests": dict(self.requests),
             "open_uploads": len(self.uploads),
             "errors": self.errors[-20:],
@@ -173,9 +211,37 @@ class SinkProtocol(asyncio.BufferedProtocol):
         self.body: bytearray | None = None
         self.request: tuple[str, str, dict[str, str]] | None = None
         self.close_after = False
+        #: The synthetic body being written: (next offset, bytes left), and whether the
+        #: transport asked to pause.
+        self.sending: tuple[int, int] | None = None
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        # Let the kernel's buffer, not Python's, absorb most of each write.
+        transport.set_write_buffer_limits(high=WRITE_HIGH)  # type: ignore[attr-defined]
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            name = f"{tls.version()} {tls.cipher()[0]}"
+            self.state.tls[name] = self.state.tls.get(name, 0) + 1
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._pump()
+
+    def _pump(self) -> None:
+        """Write the synthetic body until it is done or the transport is full."""
+        while self.sending is not None and not self.paused and self.transport is not None:
+            at, left = self.sending
+            n = min(left, MAX_SLICE)
+            self.sending = (at + n, left - n) if left > n else None
+            self.state.sent_bytes += n
+            self.transport.write(pattern_slice(at, n))
+        if self.sending is None and self.close_after and self.transport is not None:
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -300,21 +366,34 @@ class SinkProtocol(asyncio.BufferedProtocol):
             status, payload, extra = _error(500, "InternalError", str(exc))
         self._respond(status, payload, extra, close=self.close_after)
 
-    def _respond(self, status: int, payload: bytes, extra: dict[str, str], *,
+    def _respond(self, status: int, payload: bytes | Body, extra: dict[str, str], *,
                  close: bool) -> None:
         if self.transport is None:
             return
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
                  f"Date: {http_date()}", "Server: s3stream-bench-sink",
                  f"x-amz-request-id: {self.state.counter:016X}"]
+        body = payload if isinstance(payload, Body) else None
         if "content-length" not in {k.lower() for k in extra}:
-            lines.append(f"Content-Length: {len(payload)}")
-        if payload:
+            lines.append(f"Content-Length: {body.length if body else len(payload)}")
+        if body is not None:
+            lines.append("Content-Type: application/octet-stream")
+        elif payload:
             lines.append("Content-Type: application/xml")
         lines.extend(f"{k}: {v}" for k, v in extra.items())
         if close:
             lines.append("Connection: close")
-        self.transport.write("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + payload)
+        head = "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n"
+        if body is not None:
+            # Clients send the next request only after this answer (no pipelining), so
+            # one body at a time per connection is all there is.
+            self.transport.write(head)
+            self.close_after = close
+            if body.length:
+                self.sending = (body.start, body.length)
+            self._pump()
+            return
+        self.transport.write(head + payload)  # type: ignore[operator]
         if close:
             self.transport.close()
 
@@ -336,7 +415,7 @@ _NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 
 
 def route(state: State, method: str, target: str, headers: dict[str, str], received: int,
-          body: bytes) -> tuple[int, bytes, dict[str, str]]:
+          body: bytes) -> tuple[int, bytes | Body, dict[str, str]]:
     split = urlsplit(target)
     query = dict(parse_qsl(split.query, keep_blank_values=True))
     path = unquote(split.path)
@@ -385,17 +464,63 @@ def route(state: State, method: str, target: str, headers: dict[str, str], recei
         etag = _etag(bucket, key, size, state.next_id())
         state.objects[key] = {"size": size, "parts": 0, "etag": etag}
         return 200, b"", {"ETag": etag, **checksums}
-    if method == "HEAD":
-        state.count("HeadObject")
-        obj = state.objects.get(key)
-        if obj is None:
-            return 404, b"", {"Content-Length": "0"}
-        return 200, b"", {"Content-Length": str(obj["size"]), "ETag": obj["etag"]}
+    if method in ("HEAD", "GET") and key:
+        return _read(state, method, key, headers)
     if method == "PUT" and not key:  # CreateBucket
         state.count("CreateBucket")
         return 200, b"", {}
     state.count("Other")
     return _error(405, "MethodNotAllowed", f"the sink does not do {method} {target}")
+
+
+def _object(state: State, key: str) -> tuple[int, str] | None:
+    """(size, ETag) of a key: ``__gen__/<size>``, or one uploaded before."""
+    if key.startswith(GEN_PREFIX):
+        try:
+            size = int(key[len(GEN_PREFIX):])
+        except ValueError:
+            return None
+        return size, _etag("gen", size)
+    obj = state.objects.get(key)
+    return (obj["size"], obj["etag"]) if obj is not None else None
+
+
+def _read(state: State, method: str, key: str, headers: dict[str, str]
+          ) -> tuple[int, bytes | Body, dict[str, str]]:
+    state.count("HeadObject" if method == "HEAD" else "GetObject")
+    found = _object(state, key)
+    if found is None:
+        if method == "HEAD":
+            return 404, b"", {"Content-Length": "0"}
+        return _error(404, "NoSuchKey", "The specified key does not exist.")
+    size, etag = found
+    meta = {"ETag": etag, "Last-Modified": LAST_MODIFIED, "Accept-Ranges": "bytes"}
+    match = headers.get("if-match")
+    if match is not None and match.strip() not in ("*", etag, etag.strip('"')):
+        if method == "HEAD":
+            return 412, b"", {"Content-Length": "0"}
+        return _error(412, "PreconditionFailed",
+                      "At least one of the pre-conditions you specified did not hold")
+    if method == "HEAD":
+        return 200, b"", {"Content-Length": str(size), **meta}
+    spec = headers.get("range")
+    if spec is None:
+        return 200, Body(0, size), meta
+    m = _RANGE_RE.fullmatch(spec)
+    if m is None or not (m.group(1) or m.group(2)):
+        return 200, Body(0, size), meta  # S3 ignores a Range it cannot parse
+    first, last = m.group(1), m.group(2)
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    else:  # bytes=-n: the last n bytes
+        start, end = max(0, size - int(last)), size - 1
+    if start >= size or (first and last and int(last) < start):
+        status, payload, _ = _error(416, "InvalidRange",
+                                    "The requested range is not satisfiable")
+        return status, payload, {"Content-Range": f"bytes */{size}"}
+    return 206, Body(start, end - start + 1), {
+        **meta, "Content-Range": f"bytes {start}-{end}/{size}"}
 
 
 def _esc(text: str) -> str:
@@ -455,16 +580,21 @@ def _complete(state: State, bucket: str, key: str, upload_id: str, headers: dict
 # ----------------------------------------------------------------------------- main
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, certfile: str | None = None) -> None:
     loop = asyncio.get_running_loop()
     state = State()
-    server = await loop.create_server(lambda: SinkProtocol(state), host, port, backlog=256)
+    context = None
+    if certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certfile)
+    server = await loop.create_server(lambda: SinkProtocol(state), host, port, backlog=256,
+                                      ssl=context)
     bound = server.sockets[0].getsockname()[1]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(json.dumps({"port": bound, "pid": os.getpid(), "loop": type(loop).__module__}),
-          flush=True)
+    print(json.dumps({"port": bound, "pid": os.getpid(), "loop": type(loop).__module__,
+                      "tls": bool(context)}), flush=True)
     async with server:
         await stop.wait()
 
@@ -475,6 +605,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
                         help="uvloop (when installed) costs the sink less CPU per request")
+    parser.add_argument("--certfile", default=None,
+                        help="PEM with the certificate chain and key: serve HTTPS")
     args = parser.parse_args(argv)
     use_uvloop = args.loop == "uvloop"
     if args.loop == "auto":
@@ -485,9 +617,9 @@ def main(argv: list[str] | None = None) -> None:
             pass
     if use_uvloop:
         import uvloop
-        uvloop.run(serve(args.host, args.port))
+        uvloop.run(serve(args.host, args.port, args.certfile))
     else:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, args.certfile))
 
 
 if __name__ == "__main__":

@@ -220,3 +220,77 @@ async def drive_parts(
         tasks.append(asyncio.create_task(run(number, body)))
     await asyncio.gather(*tasks)
     return number
+
+
+# ----------------------------------------------------------------- download data
+#
+# The sink serves synthetic objects without storing them: byte ``i`` of every object is
+# ``PATTERN[i % PERIOD]``, a fixed pseudo-random block. PERIOD is no power of two, so
+# part and chunk boundaries never line up with it, and a byte delivered at the wrong
+# offset (a range served twice, skipped, or out of order) fails the sampled check below
+# unless it is off by a multiple of PERIOD.
+
+PERIOD = MiB + 4093
+#: The most bytes one slice of ``DOUBLED`` may hold (the sink's largest write).
+MAX_SLICE = MiB
+_PATTERN = random.Random(SEED + 1).randbytes(PERIOD)
+#: PATTERN followed by its first MAX_SLICE bytes: any MAX_SLICE bytes of the object,
+#: from any offset, are one contiguous slice of it (``pattern_slice``).
+DOUBLED = _PATTERN + _PATTERN[:MAX_SLICE]
+#: Bytes of every delivered chunk compared with the pattern (``Checker``).
+SAMPLE = 32
+
+
+def pattern_slice(offset: int, n: int) -> memoryview:
+    """Bytes ``offset .. offset + n - 1`` of any synthetic object (n <= MAX_SLICE)."""
+    start = offset % PERIOD
+    return memoryview(DOUBLED)[start : start + n]
+
+
+def pattern_crc32(size: int) -> int:
+    """zlib CRC-32 of a whole synthetic object of ``size`` bytes (the runner, once)."""
+    import zlib
+
+    crc, done = 0, 0
+    while done < size:
+        n = min(MAX_SLICE, size - done)
+        crc = zlib.crc32(pattern_slice(done, n), crc)
+        done += n
+    return crc
+
+
+class Checker:
+    """What a download client does with each chunk: counts it, and compares its first
+    ``SAMPLE`` bytes with the pattern at its offset (~a microsecond a chunk, the same
+    for every client, so it does not tilt the comparison). ``crc=True`` also computes
+    the CRC-32 of every byte (costs ~0.1-0.3 CPU-s/GiB: off by default)."""
+
+    __slots__ = ("crc", "mismatches", "received", "use_crc")
+
+    def __init__(self, crc: bool = False) -> None:
+        self.received = 0
+        self.mismatches = 0
+        self.use_crc = crc
+        self.crc = 0
+
+    def feed(self, chunk: bytes | memoryview, offset: int | None = None) -> None:
+        """One chunk, at ``offset`` (default: right after the previous one)."""
+        at = self.received if offset is None else offset
+        n = len(chunk)
+        if n:
+            view = memoryview(chunk)
+            k = min(SAMPLE, n)
+            if view[:k] != pattern_slice(at, k):
+                self.mismatches += 1
+            if self.use_crc:
+                import zlib
+
+                self.crc = zlib.crc32(view, self.crc)
+        self.received += n
+
+    def result(self) -> dict[str, object]:
+        out: dict[str, object] = {"received": self.received,
+                                  "sample_mismatches": self.mismatches}
+        if self.use_crc:
+            out["crc32"] = self.crc
+        return out

@@ -57,6 +57,11 @@ or the instance's role), as AWS's SDKs find them::
 
     curl -T big.iso -H "Content-Type: application/octet-stream" \\
         http://127.0.0.1:8080/upload/isos/big.iso
+
+On Linux with glibc, run it with ``MALLOC_MMAP_THRESHOLD_=131072`` in the environment:
+request bodies arrive as socket reads of up to 256 KiB that parts keep for seconds, and
+with glibc's sliding threshold they come from the heap, which then keeps the free space
+between them (measured: 30-45 MiB more peak RSS with 64 uploads under a 256 MiB budget).
 """
 
 from __future__ import annotations

@@ -155,17 +155,18 @@ def _gf2_times(matrix: Sequence[int], vector: int) -> int:
 
 
 def _gf2_square(matrix: Sequence[int]) -> list[int]:
-    return [_gf2_times(matrix, matrix[n]) for n in range(32)]
+    return [_gf2_times(matrix, column) for column in matrix]
 
 
 @lru_cache(maxsize=64)
-def _shift_operator(length: int, poly: int) -> tuple[int, ...]:
-    """The GF(2) matrix that advances a CRC over ``length`` zero bytes.
+def _shift_operator(length: int, poly: int, width: int = 32) -> tuple[int, ...]:
+    """The GF(2) matrix that advances a ``width``-bit CRC over ``length`` zero bytes.
 
-    Parts are almost all the same size, so this is computed about once per upload.
+    Parts (and download ranges) are almost all the same size, so this is computed about
+    once per transfer.
     """
-    result = [1 << n for n in range(32)]  # identity
-    power = [poly] + [1 << n for n in range(31)]  # one zero bit
+    result = [1 << n for n in range(width)]  # identity
+    power = [poly] + [1 << n for n in range(width - 1)]  # one zero bit
     for _ in range(3):
         power = _gf2_square(power)  # one zero byte
     while length:
@@ -177,11 +178,21 @@ def _shift_operator(length: int, poly: int) -> tuple[int, ...]:
     return tuple(result)
 
 
+#: CRC-64/NVME's polynomial, reflected: only downloads check it (S3 may store it; uploads
+#: do not send it).
+CRC64NVME_POLY = 0x9A6C9329AC4BC9B5
+
+
 def crc_combine(crc1: int, crc2: int, length2: int, algorithm: str) -> int:
-    """CRC of ``a + b`` from ``crc(a)``, ``crc(b)`` and ``len(b)``."""
+    """CRC of ``a + b`` from ``crc(a)``, ``crc(b)`` and ``len(b)`` (``algorithm``:
+    "crc32", "crc32c" or "crc64nvme")."""
     if length2 == 0:
         return crc1
-    return _gf2_times(_shift_operator(length2, _POLY[algorithm]), crc1) ^ crc2
+    if algorithm == "crc64nvme":
+        shift = _shift_operator(length2, CRC64NVME_POLY, 64)
+    else:
+        shift = _shift_operator(length2, _POLY[algorithm])
+    return _gf2_times(shift, crc1) ^ crc2
 
 
 def full_object_crc(parts: Sequence[tuple[bytes, int]], algorithm: str) -> bytes:

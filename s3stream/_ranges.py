@@ -22,7 +22,6 @@ import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
 from . import _checksums as cks
 from . import _protocol as proto
@@ -233,9 +232,6 @@ def first_range(offset: int, length: int | None, part_size: int) -> tuple[int, i
 
 # ------------------------------------------------------------------ checksums
 
-#: The CRC-64/NVME polynomial, reflected.
-_CRC64NVME_POLY = 0x9A6C9329AC4BC9B5
-
 _crc64nvme: Callable[[Buffer, int], int] | None
 try:  # awscrt has the only fast CRC64NVME for Python; without it the CRC is not checked
     from awscrt import checksums as _awscrt_checksums  # type: ignore[import-untyped]
@@ -268,40 +264,8 @@ def _crc_function(name: str) -> Callable[[Buffer, int], int] | None:
     return None
 
 
-def _gf2_times(matrix: tuple[int, ...], vector: int) -> int:
-    total, i = 0, 0
-    while vector:
-        if vector & 1:
-            total ^= matrix[i]
-        vector >>= 1
-        i += 1
-    return total
-
-
-@lru_cache(maxsize=16)
-def _crc64_shift(length: int) -> tuple[int, ...]:
-    """The GF(2) operator advancing a CRC-64/NVME over ``length`` zero bytes (as
-    ``_checksums`` does for the 32-bit CRCs): ranges are nearly all one size."""
-    width = 64
-    result = tuple(1 << n for n in range(width))
-    power = (_CRC64NVME_POLY, *(1 << n for n in range(width - 1)))
-    for _ in range(3):
-        power = tuple(_gf2_times(power, power[n]) for n in range(width))
-    while length:
-        if length & 1:
-            result = tuple(_gf2_times(power, col) for col in result)
-        length >>= 1
-        if length:
-            power = tuple(_gf2_times(power, power[n]) for n in range(width))
-    return result
-
-
 def crc_combine(name: str, crc1: int, crc2: int, length2: int) -> int:
     """CRC of ``a + b`` from ``crc(a)``, ``crc(b)`` and ``len(b)``, for S3's name."""
-    if length2 == 0:
-        return crc1
-    if name == "CRC64NVME":
-        return _gf2_times(_crc64_shift(length2), crc1) ^ crc2
     return cks.crc_combine(crc1, crc2, length2, name.lower())
 
 

@@ -3,13 +3,15 @@
 A bare aiohttp uploader: each part's chunks are joined into one ``bytes`` (the one
 copy a bytes-body client needs), ``put_part`` tasks run ``concurrency`` at a time.
 Unsigned sends ``UNSIGNED-PAYLOAD``; signed computes each part's SHA-256 in a worker
-thread (hashlib releases the GIL) before ``put_part``.
+thread (hashlib releases the GIL) before ``put_part``. Over HTTPS the connector's SSL
+context trusts the sink's CA.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 from typing import Any
 
 import aiohttp
@@ -20,7 +22,9 @@ from source import drive_parts
 async def run(cfg: Any) -> dict[str, Any]:
     sign = bool(cfg.options.get("sign"))
     unsigned = "UNSIGNED-PAYLOAD"
-    connector = aiohttp.TCPConnector(limit=max(cfg.concurrency * 2, 16))
+    context = ssl.create_default_context(cafile=cfg.ca_bundle) if cfg.ca_bundle else None
+    connector = aiohttp.TCPConnector(limit=max(cfg.concurrency * 2, 16),
+                                     ssl=context if context is not None else True)
     async with aiohttp.ClientSession(connector=connector) as session:
         client = S3Client(session=session, url=cfg.endpoint, access_key_id=cfg.access_key,
                           secret_access_key=cfg.secret_key, region=cfg.region)

@@ -2,7 +2,8 @@
 
 TransferConfig: multipart_chunksize=part_size, max_concurrency=concurrency (threads),
 multipart_threshold=part_size. With no options these are boto3's defaults; over http
-botocore signs the payload (SHA-256) and adds CRC32 to every part.
+botocore signs the payload (SHA-256) and adds CRC32 to every part. The sink's CA goes
+in ``verify=``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "s3", endpoint_url=cfg.endpoint, region_name=cfg.region,
         aws_access_key_id=cfg.access_key, aws_secret_access_key=cfg.secret_key,
         config=Config(s3=s3_config, max_pool_connections=max(10, cfg.concurrency), **options),
+        verify=cfg.ca_bundle if cfg.ca_bundle else None,
     )
     transfer = TransferConfig(multipart_threshold=cfg.part_size,
                               multipart_chunksize=cfg.part_size,
