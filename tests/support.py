@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import botocore.config
+import pytest
 from botocore.exceptions import ClientError
 
 from s3stream import Credentials
@@ -75,3 +76,16 @@ class UnevenStream:
             self.digest.update(chunk)
             self.yielded += size
             yield chunk
+
+
+def enable_versioning(server: LocalS3, boto: Any, bucket: str) -> bool:
+    """Turn versioning on for ``bucket``; False where the server has none (rclone serve s3
+    answers PutBucketVersioning with 501 NotImplemented, which is asserted)."""
+    if server.name == "rclone":
+        with pytest.raises(ClientError) as refused:
+            boto.put_bucket_versioning(Bucket=bucket,
+                                       VersioningConfiguration={"Status": "Enabled"})
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+        return False
+    boto.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return True

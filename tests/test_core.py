@@ -368,7 +368,8 @@ def test_pure_core_imports_without_aiohttp() -> None:
         pkg = types.ModuleType("s3stream"); pkg.__path__ = [str(root)]
         sys.modules["s3stream"] = pkg
         for name in ("exceptions", "credentials._model", "credentials._files", "_sigv4",
-                     "_xml", "_parts", "_retry", "_protocol", "_integrity", "_checksums"):
+                     "_xml", "_parts", "_retry", "_protocol", "_integrity", "_checksums",
+                     "_checks", "_info", "_objects", "_presign", "_ranges", "_resume"):
             importlib.import_module("s3stream." + name)
         print("ok")
     """)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import subprocess
-import sys
-import textwrap
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
@@ -192,24 +189,3 @@ def test_read_empty_and_odd_pages() -> None:
     with pytest.raises(NotFoundError) as caught:
         ob.read_list_objects(req, _resp("<Error><Code>NoSuchBucket</Code></Error>", 404))
     assert caught.value.code == "NoSuchBucket"
-
-
-def test_objects_and_presign_import_without_aiohttp_or_asyncio() -> None:
-    code = textwrap.dedent("""
-        import sys, types, importlib, importlib.util, pathlib
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "aiohttp" or name.startswith("aiohttp.") or name == "asyncio":
-                    raise ImportError("blocked: " + name)
-        sys.meta_path.insert(0, Block())
-        root = pathlib.Path(importlib.util.find_spec("s3stream").origin).parent
-        pkg = types.ModuleType("s3stream"); pkg.__path__ = [str(root)]
-        sys.modules["s3stream"] = pkg
-        # credentials first, in the package's own import order (_sigv4 needs its model).
-        for name in ("credentials._model", "_objects", "_presign", "_info"):
-            importlib.import_module("s3stream." + name)
-        print("ok")
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
