@@ -31,7 +31,8 @@ The public API, all importable from ``s3stream``::
                            UploadError (see ``s3stream.exceptions``)
 
 ``s3stream.credentials`` has the credential providers, ``s3stream.testing`` local S3
-servers for tests (and a pytest plugin). ``S3Client`` and the classes that come with it
+servers for tests (and a pytest plugin), ``s3stream.cli`` the ``s3stream`` command line.
+``S3Client`` and the classes that come with it
 load on first use, with aiohttp, so that ``import s3stream`` stays light; ``dir()`` and
 ``help()`` list them all the same.
 """

@@ -335,7 +335,7 @@ def test_retry_is_immutable_and_validated() -> None:
 def test_public_api_all_is_complete_and_sorted() -> None:
     # "@py_*" names are pytest's assertion rewriting, which also covers the plugin package.
     public = {n for n in dir(s3stream) if not n.startswith(("_", "@"))} - {
-        "credentials", "exceptions", "testing"}
+        "cli", "credentials", "exceptions", "testing"}
     assert sorted(s3stream.__all__) == s3stream.__all__
     assert public <= set(s3stream.__all__)
     for name in s3stream.__all__:

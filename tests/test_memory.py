@@ -102,7 +102,7 @@ async def test_a_budget_smaller_than_a_part_still_makes_progress(fake: FakeS3) -
 
 
 async def test_failures_and_cancellations_give_the_budget_back(fake: FakeS3) -> None:
-    fake.fail(op=PART_OP, part=2, status=403, code="AccessDenied")
+    fake.fail(op=PART_OP, part=2, key="fails", status=403, code="AccessDenied")
     async with make_client(fake, [], memory_limit=2 * PART) as client:
         budget = client._requester.budget
         assert budget is not None
