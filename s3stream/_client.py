@@ -894,11 +894,8 @@ class S3Client:
         on another machine. The body is the part's bytes; the answer's ETag is the part's
         (``complete_multipart_upload()`` can also find it by ListParts)."""
         bucket, key = proto.validate_bucket(bucket), proto.validate_key(key)
-        if not isinstance(upload_id, str) or not upload_id:
-            raise UsageError("upload_id must be a non-empty str")
-        if isinstance(part_number, bool) or not isinstance(part_number, int) or \
-                not 1 <= part_number <= self.limits.max_parts:
-            raise UsageError(f"part_number must be an int from 1 to {self.limits.max_parts}")
+        upload_id = check_upload_id(upload_id)
+        part_number = self._part_number(part_number)
         seconds = _presign.check_expires(expires)
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
         return await self._presign("PUT", bucket, key, seconds, query)

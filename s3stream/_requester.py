@@ -141,7 +141,7 @@ class Requester:
         if size <= inline_limit:
             return work()
         # hashlib, zlib and crc32c release the GIL on large buffers: threads run in parallel.
-        return await asyncio.get_running_loop().run_in_executor(self._hash_pool(), work)
+        return await self.in_hash_pool(work)
 
     def _hash_pool(self) -> ThreadPoolExecutor:
         if self._hasher is None:
