@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
+import secrets
 
 from ._download import Download
 from ._info import ObjectInfo
@@ -30,13 +30,25 @@ def check_path(path: object) -> str:
     return text
 
 
+def _create_beside(directory: str, name: str) -> tuple[int, str]:
+    """A new, empty temporary file in ``directory`` (blocking). Created with mode 0o666
+    so that the process's umask applies, as to any new file: the renamed download gets
+    the permissions a plain ``open(path, "wb")`` would have given it (mkstemp's 0o600
+    would make it private)."""
+    while True:
+        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.part")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+        except FileExistsError:
+            continue
+
+
 async def download_to(dl: Download, path: str) -> ObjectInfo:
     """Write ``dl`` to ``path`` through a temporary file in the same directory, renamed
     over ``path`` once every byte is in (and checked); removed on any failure or
     cancellation. File I/O runs in worker threads."""
     directory, name = os.path.split(await asyncio.to_thread(os.path.abspath, path))
-    fd, temporary = await asyncio.to_thread(
-        tempfile.mkstemp, dir=directory, prefix=f".{name}.", suffix=".part")
+    fd, temporary = await asyncio.to_thread(_create_beside, directory, name)
     file = os.fdopen(fd, "wb")
 
     def finish() -> None:

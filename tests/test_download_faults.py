@@ -14,6 +14,7 @@ import base64
 import gc
 import os
 import re
+import stat
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -531,3 +532,8 @@ async def test_download_to_failure_leaves_nothing(server: RangeServer, data: byt
         info = await s3.download_to("bucket", "key", target, part_size=part)
         assert read(target) == data and info.size == len(data)
         assert names(tmp_path) == ["out.bin"]
+        # The file has the permissions any new file gets here (the umask's), not the
+        # temporary file's private 0o600.
+        umask = os.umask(0o022)
+        os.umask(umask)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
