@@ -498,16 +498,20 @@ class S3Client:
         concurrency: int = 4,
         if_match: str | None = None,
         checksum: bool = True,
+        progress: Callable[[int, int], object] | None = None,
     ) -> ObjectInfo:
         """Download to the file ``path``, through a temporary file in the same directory
         that is renamed over ``path`` once complete (and checked), and removed on any
         failure or cancellation: ``path`` is either the whole download or untouched.
-        The options mean what they mean for ``download()``; returns the object's info."""
+        ``progress(written, total)`` is called after each write to the file (about every
+        MiB) and once at the end. The other options mean what they mean for
+        ``download()``; returns the object's info."""
         target = check_download_path(path)
+        check_callable("progress", progress)
         dl = self.download(bucket, key, offset=offset, length=length, version_id=version_id,
                            part_size=part_size, concurrency=concurrency, if_match=if_match,
                            checksum=checksum)
-        return await download_to(dl, target)
+        return await download_to(dl, target, progress)
 
     # ------------------------------------------------------------ managing uploads
 

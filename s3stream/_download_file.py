@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 
 from ._download import Download
 from ._info import ObjectInfo
@@ -43,7 +44,8 @@ def _create_beside(directory: str, name: str) -> tuple[int, str]:
             continue
 
 
-async def download_to(dl: Download, path: str) -> ObjectInfo:
+async def download_to(dl: Download, path: str,
+                      progress: Callable[[int, int], object] | None = None) -> ObjectInfo:
     """Write ``dl`` to ``path`` through a temporary file in the same directory, renamed
     over ``path`` once every byte is in (and checked); removed on any failure or
     cancellation. File I/O runs in worker threads."""
@@ -64,16 +66,24 @@ async def download_to(dl: Download, path: str) -> ObjectInfo:
         async with dl:
             # Chunks are what each socket read produced (as small as a few KiB over TLS):
             # written a batch per worker-thread hop, not one hop each.
+            total = dl.length
+            assert total is not None  # known once the first answer is in
             batch: list[bytes] = []
-            batched = 0
+            batched = written = 0
             async for chunk in dl:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= _WRITE_BATCH:
                     await asyncio.to_thread(file.writelines, batch)
+                    written += batched
                     batch, batched = [], 0
+                    if progress is not None:
+                        progress(written, total)
             if batch:
                 await asyncio.to_thread(file.writelines, batch)
+                written += batched
+            if progress is not None:
+                progress(written, total)
         await asyncio.to_thread(finish)
     except BaseException:
         try:

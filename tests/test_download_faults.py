@@ -529,8 +529,14 @@ async def test_download_to_failure_leaves_nothing(server: RangeServer, data: byt
             await task
         assert names(tmp_path) == []
         gate.set()
-        info = await s3.download_to("bucket", "key", target, part_size=part)
+        seen: list[tuple[int, int]] = []
+        info = await s3.download_to("bucket", "key", target, part_size=part,
+                                    progress=lambda written, total: seen.append((written,
+                                                                                 total)))
         assert read(target) == data and info.size == len(data)
+        # Called as the file grows, and once at the end with every byte written.
+        assert seen[-1] == (len(data), len(data))
+        assert [w for w, _ in seen] == sorted(w for w, _ in seen)
         assert names(tmp_path) == ["out.bin"]
         # The file has the permissions any new file gets here (the umask's), not the
         # temporary file's private 0o600.

@@ -9,17 +9,16 @@ it; a pipe's length is unknown and its part size grows as S3's 10,000-part limit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import mimetypes
 import os
 import stat
-import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ._args import CommandFailed, CommandLineError, S3Url, parse_metadata, parse_target
 from ._context import Context
 from ._pipes import DaemonWorker, read_chunks, write_all
+from ._progress import Progress
 
 __all__ = ["cp"]
 
@@ -166,46 +165,34 @@ async def _download(ctx: Context, src: S3Url, dst: str) -> int:
         ctx.stopped = f"the download of {src} was stopped"
         await _stream_to(ctx, src, 1)  # stdout, binary: the bytes as stored
         return 0
-    path, fd, temp = _temporary_beside(dst, name)
+    path = _target_path(dst, name)
     ctx.stopped = f"the download of {src} was stopped, {path} left as it was"
+    bar: Progress | None = None
+
+    def show(written: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = ctx.progress(str(src), total)
+        bar.update(written)
+
     try:
-        try:
-            await _stream_to(ctx, src, fd)
-        except asyncio.CancelledError:
-            # Not closed: the writing thread may still be inside a write to it (and the
-            # process is on its way out).
-            raise
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-        os.replace(temp, path)
+        # Through a temporary file beside it, renamed once complete: the target is then
+        # either the whole object or as it was.
+        await ctx.s3.download_to(src.bucket, src.key, path, progress=show,
+                                 **_download_options(ctx))
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+        if bar is not None:
+            bar.abandon()
         raise
+    if bar is not None:
+        bar.finish()
     ctx.say(f"download: {src} to {path}")
     return 0
 
 
-def _temporary_beside(dst: str, name: str) -> tuple[str, int, str]:
-    """The file to write (``dst``, or ``dst/name`` for a directory) and a temporary file
-    beside it (fd, path), renamed over it once complete: the target is then either the
-    whole object or as it was."""
-    path = os.path.join(dst, name) if dst.endswith(os.sep) or os.path.isdir(dst) else dst
-    try:
-        fd, temp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{name}.",
-                                    suffix=".s3stream")
-    except OSError as exc:
-        raise CommandFailed(f"cannot write {path}: {exc.strerror}") from None
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 is not what a new file gets
-    return path, fd, temp
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _target_path(dst: str, name: str) -> str:
+    """``dst``, or ``dst/name`` when it is a directory (one ``stat``, as the AWS CLI does)."""
+    return os.path.join(dst, name) if dst.endswith(os.sep) or os.path.isdir(dst) else dst
 
 
 async def _copy(ctx: Context, src: S3Url, dst: S3Url) -> int:
