@@ -105,6 +105,11 @@ class Ticker:
         #: stall with little CPU means the thread was preempted (CPU contention), one with
         #: as much CPU as lateness means code held the loop.
         self.worst = (0.0, 0.0)
+        #: The longest time code held the loop: of each wake-up's lateness, the part the
+        #: loop's thread spent on a core (its CPU time in that interval, at most the
+        #: lateness). A wake-up late only because the thread waited for a core, or for
+        #: the GIL, adds nothing.
+        self.held = 0.0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -113,9 +118,12 @@ class Ticker:
             cpu = time.thread_time()
             await asyncio.sleep(self.interval)
             late = loop.time() - due
+            used = time.thread_time() - cpu
             self.lateness.append(late)
             if late > self.worst[0]:
-                self.worst = (late, time.thread_time() - cpu)
+                self.worst = (late, used)
+            if min(late, used) > self.held:
+                self.held = min(late, used)
 
     def summary(self) -> dict[str, Any]:
         late = sorted(self.lateness)
@@ -125,6 +133,7 @@ class Ticker:
             "ticks": len(late),
             "stall_max_ms": late[-1] * 1e3,
             "stall_max_loop_cpu_ms": self.worst[1] * 1e3,
+            "loop_held_max_ms": self.held * 1e3,
             "stall_p99_ms": late[int(len(late) * 0.99) - 1 if len(late) > 1 else 0] * 1e3,
             "stall_p50_ms": late[len(late) // 2] * 1e3,
             "stalls_over_5ms": sum(1 for x in late if x > 0.005),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import zlib
 from collections.abc import Callable, Mapping
@@ -232,16 +233,20 @@ def first_range(offset: int, length: int | None, part_size: int) -> tuple[int, i
 
 # ------------------------------------------------------------------ checksums
 
-_crc64nvme: Callable[[Buffer, int], int] | None
-try:  # awscrt has the only fast CRC64NVME for Python; without it the CRC is not checked
-    from awscrt import checksums as _awscrt_checksums  # type: ignore[import-untyped]
+@functools.cache
+def _crc64nvme() -> Callable[[Buffer, int], int] | None:
+    """awscrt's CRC64NVME, the only fast one for Python; without it the CRC is not
+    checked. Imported on first use: the native library is about 5 MiB of resident
+    memory that a process which never meets a CRC64NVME object should not carry."""
+    try:
+        from awscrt import checksums  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
 
-    def _crc64nvme_awscrt(data: Buffer, crc: int) -> int:
-        return int(_awscrt_checksums.crc64nvme(data, crc))
+    def crc64nvme(data: Buffer, crc: int) -> int:
+        return int(checksums.crc64nvme(data, crc))
 
-    _crc64nvme = _crc64nvme_awscrt
-except ImportError:  # pragma: no cover - depends on the environment
-    _crc64nvme = None
+    return crc64nvme
 
 
 def _crc32c(data: Buffer, crc: int) -> int:
@@ -260,7 +265,7 @@ def _crc_function(name: str) -> Callable[[Buffer, int], int] | None:
     if name == "CRC32C":
         return _crc32c if cks.fast_crc32c_available() else None
     if name == "CRC64NVME":
-        return _crc64nvme
+        return _crc64nvme()
     return None
 
 

@@ -61,8 +61,13 @@ from .exceptions import StallError, TransportError, UsageError
 
 #: Body writes are sliced, with a yield to the event loop after each slice, so one part
 #: never holds the loop for more than a slice's worth of send() (the loop also serves the
-#: caller's other requests) and a stalled peer is noticed within ``stall_timeout``.
-_WRITE_SLICE = 512 * 1024
+#: caller's other requests) and a stalled peer is noticed within ``stall_timeout``. Each
+#: part in flight writes a slice per turn of the loop, so a turn costs about
+#: ``concurrency`` slices: at 128 KiB (measured against 64 and 512 KiB, 1 GiB with 8
+#: parts in flight) a turn stays a few ms even when TLS encrypts on the loop, and the
+#: slice is small enough to stay in cache between TLS's copies of it, which made it
+#: also the fastest over both http and https.
+_WRITE_SLICE = 128 * 1024
 
 #: An error answer is read up to this much; the rest is never read (the connection is
 #: closed instead). S3's ``<Error>`` documents are under 1 KiB, and the code, message and

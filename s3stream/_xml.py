@@ -214,19 +214,32 @@ def parse_complete(body: bytes) -> CompleteResult | ErrorBody:
 
 
 def render_complete(parts: Sequence[CompletedPart]) -> bytes:
-    items: list[dict[str, Any]] = []
+    """The CompleteMultipartUpload body. Written out directly rather than through
+    xmltodict, which spends about 10 µs a part validating names: 100 ms on the event
+    loop for 10,000 parts. Element names are S3's own (``Checksum*`` from this package);
+    only the values are escaped."""
+    out = ['<?xml version="1.0" encoding="utf-8"?>\n'
+           '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">']
     for part in parts:
-        item: dict[str, Any] = {"PartNumber": str(part.number), "ETag": part.etag}
-        item.update(part.checksums)
-        items.append(item)
-    doc = {
-        "CompleteMultipartUpload": {
-            "@xmlns": "http://s3.amazonaws.com/doc/2006-03-01/",
-            "Part": items,
-        }
-    }
-    rendered: str = xmltodict.unparse(doc, full_document=True)
-    return rendered.encode("utf-8")
+        out.append(f"<Part><PartNumber>{int(part.number)}</PartNumber>"
+                   f"<ETag>{_escape(part.etag)}</ETag>")
+        for name, value in part.checksums.items():
+            if name not in _CHECKSUM_NAMES and not _ELEMENT_NAME.fullmatch(name):
+                raise ValueError(f"not an XML element name: {name!r}")
+            out.append(f"<{name}>{_escape(value)}</{name}>")
+        out.append("</Part>")
+    out.append("</CompleteMultipartUpload>")
+    return "".join(out).encode("utf-8")
+
+
+#: The element names render_complete writes besides its own: S3's checksum members.
+_ELEMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def _escape(text: str) -> str:
+    if "&" in text or "<" in text or ">" in text:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
 
 
 def _is_true(value: str | None) -> bool:

@@ -56,6 +56,21 @@ def test_import_does_not_load_aiohttp() -> None:
     assert out.split("\n")[:2] == ["[]", "False"]
 
 
+def test_the_client_loads_awscrt_only_for_a_crc64nvme() -> None:
+    # awscrt's native library is ~5 MiB of resident memory: only a CRC64NVME object's
+    # download needs it.
+    out = _run("""
+        import sys, s3stream, s3stream._download
+        s3stream.S3Client
+        print("awscrt" in sys.modules)
+        from s3stream import _ranges
+        _ranges._crc_function("CRC32C")
+        print("awscrt" in sys.modules)
+        print(_ranges._crc_function("CRC64NVME") is not None, "awscrt" in sys.modules)
+    """)
+    assert out.split("\n")[:3] == ["False", "False", "True True"]
+
+
 def test_help_lists_the_lazy_classes() -> None:
     # In a fresh interpreter, where nothing lazy has been loaded yet.
     out = _run("""
