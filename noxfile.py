@@ -36,15 +36,14 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """s3stream vs its peers: upload and download throughput, CPU, memory, loop stalls
-    (~12 min on 2 cores).
+    """s3stream vs its peers over http and https: upload and download throughput, CPU,
+    memory, loop stalls, small chunks, SeaweedFS, the service under load, and the
+    performance targets checked (~13 min on 2 cores).
 
-    Options after ``--``, e.g. ``nox -s bench -- --quick``, ``nox -s bench -- --tls``
-    (HTTPS), ``nox -s bench -- --skip download``.
+    Options after ``--``, e.g. ``nox -s bench -- --quick``, ``nox -s bench -- --transports
+    https``, ``nox -s bench -- --skip download,load``.
     """
     session.install("-e", ".[bench]")
-    # --tls makes its throwaway CA with trustme (not a dependency of the extra).
-    session.install("trustme>=1.0")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -58,3 +58,54 @@ async def test_callers_session_decides_trust(https_endpoint: str, ca: trustme.CA
                      session=session) as s3:
         result = await s3.upload("bucket", "k", b"data")
     assert result.etag == '"tls-etag"'
+
+
+async def test_tls_bodies_are_written_in_small_slices_and_arrive_whole(
+        ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Over TLS every slice is encrypted on the event loop: slices are kept to 128 KiB so
+    # a turn of the loop stays short; over plain TCP they are 512 KiB. Either way the
+    # server gets exactly the bytes.
+    import hashlib
+
+    from aiohttp import http_writer
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    received: list[bytes] = []
+
+    async def put(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        return web.Response(headers={"ETag": '"e"'})
+
+    sizes: list[int] = []
+    original = http_writer.StreamWriter.write
+
+    async def spy(self: http_writer.StreamWriter, chunk: bytes, **kw: object) -> None:
+        sizes.append(len(chunk))
+        await original(self, chunk, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(http_writer.StreamWriter, "write", spy)
+    body = bytes(range(256)) * 5000 + b"tail"  # 1.2 MiB: several slices of either size
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    for tls in (True, False):
+        app = web.Application(client_max_size=4 << 20)
+        app.router.add_put("/{tail:.*}", put)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx if tls else None)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        sizes.clear()
+        try:
+            connector = aiohttp.TCPConnector(ssl=client_ctx)
+            async with aiohttp.ClientSession(connector=connector) as session, \
+                    S3Client(endpoint=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
+                             credentials=Credentials("AK", "SK"), session=session,
+                             checksum=None) as s3:
+                await s3.upload("bucket", "k", body)
+        finally:
+            await runner.cleanup()
+        assert hashlib.sha256(received[-1]).digest() == hashlib.sha256(body).digest()
+        big = max(sizes)
+        assert big == (128 * 1024 if tls else 512 * 1024), (tls, sizes)
