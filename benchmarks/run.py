@@ -27,9 +27,15 @@ What it does, strictly one thing at a time (never two uploads at once):
    each client checks the length and every chunk's first bytes (``--download-verify crc``:
    a CRC-32 of every byte against the runner's, at a CPU cost). Ratios are to obstore.
 
-``--tls`` serves every phase against the sink over HTTPS, with a throwaway CA made by
-``trustme`` that every client is told to trust (and verifies); the negotiated TLS
-version and cipher are printed. SeaweedFS stays on http.
+8. Load (``load``): ``load.py`` with ``--load-args``, the example service under concurrent
+   POSTs; its table is included.
+
+Phases 2-7 run once per ``--transports`` (default ``http,https``), each with its own sink.
+Over https the sink serves a certificate from a throwaway CA made by ``trustme`` that every
+client is told to trust (and verifies); the negotiated TLS version and cipher are
+printed. Over https the upload rows are ``--https-clients``, memory is measured at the
+first size only and there is no small-chunk table. SeaweedFS and the load phase are http.
+The performance targets are checked at the end, against this run.
 
 Prints markdown tables and writes everything to ``benchmarks/results/latest.json``.
 Benchmarks are measurements, never timed tests: nothing here fails on a number.
@@ -84,7 +90,7 @@ def label(client: str) -> str:
 MEMORY_CLIENTS = ["s3stream", "s3stream-signed", "s3stream-checksum"]
 STALL_CLIENTS = ["s3stream", "s3stream-signed", "s3stream-checksum",
                  "s3stream-signed-checksum", "obstore", "aiobotocore", "aiohttp-s3-client"]
-#: Over https: s3stream's rows and the peers the issue compares with.
+#: Over https: s3stream's rows and the peers the targets compare with.
 HTTPS_CLIENTS = ["s3stream", "s3stream-checksum", "s3stream-signed", "obstore",
                  "obstore-signed", "aiobotocore", "awscrt"]
 #: Downloads whose event-loop stalls are measured (the asyncio ones).
