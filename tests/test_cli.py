@@ -19,6 +19,7 @@ from test_cli_support import (
     COMMAND_TIMEOUT,
     cli_env,
     command,
+    ctrl_c_works,
     run,
     run_on_terminal,
     wait_for,
@@ -118,7 +119,8 @@ def test_interrupt_aborts_the_upload(server: LocalS3, env: dict[str, str], bucke
                                      how: str) -> None:
     proc = subprocess.Popen(
         command(server, "cp", "-", f"s3://{bucket}/interrupted", "--part-size", "5MiB"),
-        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=ctrl_c_works)
     assert proc.stdin is not None and proc.stderr is not None
     try:
         # More than one part, and the pipe stays open: the upload cannot finish by itself.

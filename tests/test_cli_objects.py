@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from support import read_back
-from test_cli_support import COMMAND_TIMEOUT, cli_env, command, run, run_on_terminal
+from test_cli_support import (
+    COMMAND_TIMEOUT,
+    cli_env,
+    command,
+    ctrl_c_works,
+    run,
+    run_on_terminal,
+)
 
 from s3stream.testing import LocalS3
 
@@ -122,7 +129,8 @@ def test_interrupt_while_stdout_is_full(server: LocalS3, env: dict[str, str], bu
                                         boto: Any) -> None:
     boto.put_object(Bucket=bucket, Key="slow.bin", Body=os.urandom(8 * MiB))
     proc = subprocess.Popen(command(server, "cp", f"s3://{bucket}/slow.bin", "-"), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=ctrl_c_works)
     assert proc.stdout is not None and proc.stderr is not None
     try:
         # The first bytes have arrived; nobody reads the rest, so the writes block (the pipe

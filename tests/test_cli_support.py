@@ -120,5 +120,11 @@ def run_on_terminal(args: Sequence[str], env: Mapping[str, str], *, columns: int
     return TerminalRun(proc.returncode, stdout, shown.decode(errors="replace"))
 
 
-def interrupt(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
+def ctrl_c_works() -> None:
+    """``preexec_fn`` of a command a test interrupts with SIGINT, as a terminal's Ctrl-C.
+
+    A shell without job control starts background commands with SIGINT ignored, and the
+    disposition is inherited through exec: Python then installs no KeyboardInterrupt
+    handler, and the command rightly ignores Ctrl-C. The test's command is meant to be
+    in the foreground of a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
