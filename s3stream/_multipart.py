@@ -34,6 +34,7 @@ from ._upload import (
     complete_confirmed,
     confirm_quietly,
     head_confirms,
+    seal_checksums,
 )
 from .exceptions import (
     IntegrityError,
@@ -382,7 +383,7 @@ class _Resume:
         count = len(self.layout.parts)
         parts = [self.done[n] for n in range(1, count + 1)]
         plan = self.plan
-        plan.seal(list(range(1, count + 1)))
+        await seal_checksums(self.requester, plan, list(range(1, count + 1)))
 
         def build() -> proto.Request:
             return proto.complete_multipart_upload(
