@@ -525,17 +525,17 @@ def stall_table(summary: dict[str, dict[str, Any]], clients: list[str]) -> str:
         what = "GET" if download else VARIANTS[name].signing
         shown = name if download else label(name)
         if not s["ok"]:
-            rows.append([shown, what, "—", "—", "—", "—", "—", "—",
+            rows.append([shown, what, "—", "—", "—", "—", "—",
                          f"did not run: {s['error'][:120]}"])
             continue
         rows.append([shown, what, f2(s["stall_max_ms_max"]), f2(s["stall_max_ms"]),
                      f2(s.get("stall_max_loop_cpu_ms", float("nan"))),
                      f2(s.get("loop_held_max_ms_max", float("nan"))),
-                     f2(s.get("stall_p99_ms", float("nan"))), f0(s["mib_s"]), ""])
+                     f2(s.get("stall_p99_ms", float("nan"))), f0(s["mib_s"])])
     return table(["client", "payload", "longest stall ms (worst run)",
                   "longest stall ms (median run)", "loop-thread CPU ms in that stall (median)",
                   "loop held ms: lateness while its thread ran (worst run)",
-                  "p99 tick lateness ms", "MiB/s while ticking", "notes"], rows)
+                  "p99 tick lateness ms", "MiB/s while ticking"], rows)
 
 
 # ------------------------------------------------------------------------- seaweedfs

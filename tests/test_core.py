@@ -407,4 +407,3 @@ def test_plugin_import_does_not_load_aiohttp() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
-
