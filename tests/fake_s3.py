@@ -46,6 +46,7 @@ import base64
 import hashlib
 import hmac
 import itertools
+import ssl
 import time
 import xml.etree.ElementTree as ET
 import zlib
@@ -272,7 +273,8 @@ class _Dropped(Exception):
 
 
 class FakeS3:
-    """``async with FakeS3() as fake:`` -> ``fake.endpoint`` is ``http://127.0.0.1:<port>``."""
+    """``async with FakeS3() as fake:`` -> ``fake.endpoint`` is ``http://127.0.0.1:<port>``
+    (``https://`` with ``ssl_context=``)."""
 
     def __init__(
         self,
@@ -284,6 +286,7 @@ class FakeS3:
         verify_signatures: bool = True,
         min_part_size: int = 5 * MiB,
         checksums: str = "verify",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.bucket = bucket
         self.access_key = access_key
@@ -291,6 +294,8 @@ class FakeS3:
         self.region = region
         self.verify_signatures = verify_signatures
         self.min_part_size = min_part_size
+        #: Serves HTTPS with this context (``https://`` endpoint) when given.
+        self.ssl_context = ssl_context
         #: How the store treats ``x-amz-checksum-*``: "verify" (like S3), "reject" (any
         #: checksum header is refused with ``reject_with``), "reject-full-object" (only
         #: ``x-amz-checksum-type: FULL_OBJECT`` is), or "ignore" (as if never sent).
@@ -328,10 +333,11 @@ class FakeS3:
         server = web.Server(self._handle, access_log=None)
         self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await self._site.start()
         host, self._port = self._runner.addresses[0][:2]
-        self.endpoint = f"http://{host}:{self._port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        self.endpoint = f"{scheme}://{host}:{self._port}"
         return self
 
     async def go_down(self) -> None:
@@ -347,7 +353,8 @@ class FakeS3:
     async def come_back(self) -> None:
         """Listen again on the same port, with everything stored kept (a restart)."""
         assert self._runner is not None and self._site is None
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self._port, reuse_address=True)
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self._port, reuse_address=True,
+                                 ssl_context=self.ssl_context)
         await self._site.start()
 
     async def stop(self) -> None:

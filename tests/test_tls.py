@@ -109,3 +109,36 @@ async def test_tls_bodies_are_written_in_small_slices_and_arrive_whole(
         assert hashlib.sha256(received[-1]).digest() == hashlib.sha256(body).digest()
         big = max(sizes)
         assert big == (128 * 1024 if tls else 512 * 1024), (tls, sizes)
+
+
+async def test_many_part_upload_over_tls_is_whole_and_its_crc_right(ca: trustme.CA) -> None:
+    # 300 parts over TLS: every slice encrypted on the loop, and past 256 parts the
+    # object's CRC is combined on the hashing threads. The store checks every part's
+    # CRC32C and the object's, as S3 does.
+    import base64
+    import hashlib
+
+    import crc32c
+    from fake_s3 import FakeS3
+
+    from s3stream import Limits
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    part = 64 * 1024
+    data = hashlib.shake_256(b"tls parts").digest(300 * part + 1234)
+    async with FakeS3(min_part_size=part, ssl_context=server_ctx) as fake:
+        connector = aiohttp.TCPConnector(ssl=client_ctx)
+        async with aiohttp.ClientSession(connector=connector) as session, \
+                S3Client(endpoint=fake.endpoint, credentials=Credentials("AK", "SK"),
+                         session=session, checksum="crc32c",
+                         limits=Limits(min_part_size=part)) as s3:
+            result = await s3.upload("bucket", "many", data, part_size=part)
+        assert fake.endpoint.startswith("https://")
+        assert fake.objects["many"] == data
+        assert fake.open_uploads == set()
+    assert result.part_count == 301
+    assert result.checksum_type == "FULL_OBJECT"
+    assert result.checksum == base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
